@@ -1,0 +1,40 @@
+"""One way to build a SparkSession for every job, locally or on a cluster.
+
+Under `spark-submit` (see spark-submit.sh) master and jars are already set and `builder` only picks the
+running configuration up; from plain Python (tests, notebooks) the connector jars in settings.jars_dir
+are added here, so both paths see the same classpath.
+"""
+from __future__ import annotations
+
+import os
+
+from conf import Settings
+
+
+def connector_jars(settings: Settings) -> list[str]:
+    return sorted(str(p) for p in settings.jars_dir.glob("*.jar"))
+
+
+def build_session(settings: Settings, app: str, extra: dict[str, str] | None = None):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(f"{settings.spark_app_prefix}-{app}")
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain Python; spark-submit's PythonRunner sets it
+        builder = builder.master(settings.spark_master)
+        jars = connector_jars(settings)
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+    conf = {
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    }
+    conf.update(extra or {})
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

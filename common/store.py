@@ -1,0 +1,52 @@
+"""The MongoDB edge: pymongo clients and Spark reads/writes through the MongoDB Spark connector.
+
+Everything here speaks plain MongoDB, so a real MongoDB 6+ works unchanged. Two choices keep it working
+on FerretDB v1.24 as well (see README, "FerretDB"):
+- reads pass an explicit schema (schema inference samples with `$sample`, which FerretDB lacks) and use
+  a partitioner that needs neither `$sample` nor `$bucketAuto`;
+- writes are upserts keyed by `_id` (`operationType=replace`), so a re-run or a replayed batch writes
+  the same documents instead of duplicates.
+"""
+from __future__ import annotations
+
+from conf import Settings
+
+SINGLE = "com.mongodb.spark.sql.connector.read.partitioner.SinglePartitionPartitioner"
+PAGINATE = "com.mongodb.spark.sql.connector.read.partitioner.PaginateIntoPartitionsPartitioner"
+
+
+def client(settings: Settings, timeout_ms: int = 3000):
+    from pymongo import MongoClient
+
+    return MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=timeout_ms,
+                       connectTimeoutMS=timeout_ms)
+
+
+def database(settings: Settings, timeout_ms: int = 3000):
+    return client(settings, timeout_ms)[settings.mongo_db]
+
+
+def _options(settings: Settings, collection: str) -> dict[str, str]:
+    return {"connection.uri": settings.mongo_uri_with_secret, "database": settings.mongo_db,
+            "collection": collection}
+
+
+def read_collection(spark, settings: Settings, collection: str, schema, partitions: int = 1,
+                    pipeline: str | None = None):
+    """A DataFrame over `collection` with the given schema (never inferred)."""
+    reader = spark.read.format("mongodb").schema(schema).options(**_options(settings, collection))
+    if partitions > 1:
+        reader = reader.option("partitioner", PAGINATE).option(
+            "partitioner.options.max.number.of.partitions", str(partitions))
+    else:
+        reader = reader.option("partitioner", SINGLE)
+    if pipeline:
+        reader = reader.option("aggregation.pipeline", pipeline)
+    return reader.load()
+
+
+def upsert_dataframe(df, settings: Settings, collection: str, key: str = "_id") -> None:
+    """Replace-or-insert every row as one document keyed by `key`: idempotent."""
+    (df.write.format("mongodb").mode("append").options(**_options(settings, collection))
+       .option("operationType", "replace").option("idFieldList", key).option("upsertDocument", "true")
+       .save())

@@ -1,0 +1,112 @@
+"""Every setting of musicrec, read in one place.
+
+Each field can be overridden by an environment variable with the prefix ``MUSICREC_`` (for example
+``MUSICREC_MONGO_URI``, ``MUSICREC_KAFKA_BOOTSTRAP``) or by a ``.env`` file in the project root.
+Nested names are not used, so every variable is flat and easy to set on a cluster.
+Secrets (the MongoDB password) come only from the environment and are never printed: ``summary()``
+masks them.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MUSICREC_", env_file=str(ROOT / ".env"), extra="ignore")
+
+    # --- paths -------------------------------------------------------------------------------------
+    root: Path = Field(ROOT, description="project root")
+    data_dir: Path = Field(ROOT / "data", description="local service data, corpora, models, checkpoints")
+    cache_dir: Path = Field(ROOT / ".cache", description="downloads: jars, Kafka, Go modules, .deb files")
+    jars_dir: Path = Field(ROOT / ".cache" / "jars" / "spark", description="connector jars for --jars")
+    audio_dir: Path = Field(ROOT / "data" / "corpus" / "fma_demo", description="FMA-style audio folder")
+    metadata_dir: Path = Field(ROOT / "data" / "corpus" / "fma_metadata", description="tracks.csv, genres.csv")
+    models_dir: Path = Field(ROOT / "data" / "models", description="versioned PipelineModels")
+    checkpoint_dir: Path = Field(ROOT / "data" / "checkpoints", description="streaming checkpoints")
+
+    # --- Spark ---------------------------------------------------------------------------------------
+    spark_master: str = Field("local[*]", description="Spark master URL (local[*], spark://, yarn, k8s://)")
+    spark_app_prefix: str = Field("musicrec", description="prefix of Spark application names")
+    spark_shuffle_partitions: int = Field(4, description="spark.sql.shuffle.partitions")
+
+    # --- Kafka ---------------------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_controller_port: int = Field(9093, description="local KRaft controller port")
+    topic_activity: str = Field("activity", description="listening activity topic")
+    topic_dead_letters: str = Field("activity-dead-letters", description="rejected events topic")
+    kafka_partitions: int = Field(2, description="partitions of the activity topic")
+
+    # --- MongoDB -------------------------------------------------------------------------------------
+    mongo_uri: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB URI (no password here)")
+    mongo_password: SecretStr | None = Field(None, description="secret: spliced into mongo_uri if set")
+    mongo_db: str = Field("musicrec", description="database name")
+    coll_tracks: str = Field("tracks", description="catalogue with metadata and features")
+    coll_errors: str = Field("extraction_errors", description="files that failed extraction")
+    coll_models: str = Field("models", description="model versions, params and metrics")
+    coll_neighbours: str = Field("neighbours", description="item-to-item top-K neighbours")
+    coll_recommendations: str = Field("recommendations", description="per-user recommendations")
+    coll_activity: str = Field("activity", description="recent activity feed for the dashboard")
+    coll_dead_letters: str = Field("dead_letters", description="rejected activity events")
+    coll_batches: str = Field("stream_batches", description="per-micro-batch progress of the stream")
+
+    # --- local services ------------------------------------------------------------------------------
+    ferretdb_listen: str = Field("127.0.0.1:27017", description="FerretDB listen address")
+    service_timeout_s: float = Field(60.0, description="how long `up` waits for a service")
+
+    # --- feature extraction --------------------------------------------------------------------------
+    sample_rate: int = Field(22050, description="decode sample rate")
+    clip_seconds: float = Field(30.0, description="maximum seconds of audio read per file")
+    min_seconds: float = Field(1.0, description="shorter audio is an error")
+    extract_partitions: int = Field(0, description="partitions of the file list (0: 2 x default parallelism)")
+
+    # --- model ---------------------------------------------------------------------------------------
+    lsh_bucket_length: float = Field(4.0, description="BucketedRandomProjectionLSH bucketLength")
+    lsh_band_size: int = Field(8, description="projections per band (AND inside a band)")
+    lsh_bands: int = Field(32, description="bands (OR across bands); numHashTables = size x bands")
+    pca_k: int = Field(64, description="PCA dimension after scaling (0: no reduction)")
+    recall_target: float = Field(0.95, description="tuning target for recall@10")
+    top_k: int = Field(10, description="recommendations and neighbours per item")
+    seed: int = Field(42, description="random seed for fits and samples")
+
+    # --- streaming -----------------------------------------------------------------------------------
+    trigger_seconds: float = Field(0.5, description="micro-batch trigger interval")
+    max_offsets_per_trigger: int = Field(20000, description="maxOffsetsPerTrigger")
+    starting_offsets: str = Field("earliest", description="startingOffsets for a new checkpoint")
+    max_per_artist: int = Field(2, description="at most this many recommendations per artist")
+    taste_half_life_events: float = Field(20.0, description="half-life of a user's taste, in events")
+    idle_timeout_minutes: int = Field(60, description="users idle this long are dropped from state")
+
+    # --- dashboard -----------------------------------------------------------------------------------
+    dashboard_port: int = Field(8501, description="Streamlit port")
+    dashboard_ttl_s: float = Field(2.0, description="cache TTL of dashboard queries")
+
+    @property
+    def mongo_uri_with_secret(self) -> str:
+        """The URI the clients use: the password, if given, is spliced in here and nowhere else."""
+        if self.mongo_password is None:
+            return self.mongo_uri
+        parts = urlsplit(self.mongo_uri)
+        user, _, host = parts.netloc.rpartition("@")
+        user = user.split(":", 1)[0]
+        netloc = f"{user}:{self.mongo_password.get_secret_value()}@{host}" if user else parts.netloc
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def summary(self) -> dict[str, str]:
+        """Every setting as text, with secrets masked: safe to log or print."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            out[name] = "***" if isinstance(value, SecretStr) else str(value)
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

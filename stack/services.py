@@ -1,0 +1,310 @@
+"""The local stack: a KRaft Kafka broker and FerretDB, on loopback, under data/.
+
+    python -m stack.services up       # start what is not running, wait until healthy, create topics
+    python -m stack.services down     # stop both (data stays)
+    python -m stack.services status   # versions, ports, health
+
+`up` is idempotent: a service already running and healthy is left alone. A service is only started
+when its configured address is on loopback; point MUSICREC_KAFKA_BOOTSTRAP or MUSICREC_MONGO_URI at a
+real cluster and `up` only checks it. Every failure is one line on stderr and exit code 1.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from conf import Settings, get_settings
+
+
+class StackError(RuntimeError):
+    """A failure a user can act on; its message is the one line we print."""
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _split_hostport(addr: str, default_port: int) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return (host or addr, int(port)) if port.isdigit() else (addr, default_port)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child counts as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Service:
+    name: str
+    host: str
+    port: int
+    settings: Settings
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.data_dir / "run"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.data_dir / "logs" / f"{self.name}.log"
+
+    @property
+    def local(self) -> bool:
+        return self.host in LOOPBACK
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    # subclasses: command(), prepare(), healthy(), version()
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        pass
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def start(self) -> str:
+        if self.pid() is not None and self.healthy():
+            return f"{self.name}: already running (pid {self.pid()}) on {self.host}:{self.port}"
+        if not self.local:
+            if self.healthy():
+                return f"{self.name}: external service at {self.host}:{self.port} is healthy"
+            raise StackError(f"{self.name}: external service at {self.host}:{self.port} does not answer")
+        if self.pid() is None and port_open(self.host, self.port):
+            raise StackError(f"{self.name}: port {self.host}:{self.port} is taken by another process; "
+                             f"stop it or set another address in conf (MUSICREC_*)")
+        if self.pid() is None:
+            self.prepare()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_file, "ab") as log:
+                proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        cwd=self.settings.root)
+            self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + self.settings.service_timeout_s
+        while time.monotonic() < deadline:
+            if self.pid() is None:
+                raise StackError(f"{self.name}: exited at start-up; see {self.log_file}")
+            if self.healthy():
+                return f"{self.name}: up (pid {self.pid()}) on {self.host}:{self.port}"
+            time.sleep(0.5)
+        raise StackError(f"{self.name}: not healthy after {self.settings.service_timeout_s:.0f} s; "
+                         f"see {self.log_file}")
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return f"{self.name}: not running"
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return f"{self.name}: stopped"
+
+    def status(self) -> str:
+        pid = self.pid()
+        health = "healthy" if self.healthy() else "not answering"
+        where = f"pid {pid}" if pid else ("external" if not self.local else "not started here")
+        return f"{self.name:9s} {self.host}:{self.port:<6d} {health:14s} {where:18s} {self.version()}"
+
+
+class FerretDB(Service):
+    @property
+    def binary(self) -> Path:
+        return self.settings.cache_dir / "bin" / "musicrec-ferretdb"
+
+    def command(self) -> list[str]:
+        return [str(self.binary), f"--listen-addr={self.settings.ferretdb_listen}",
+                f"--sqlite-dir={self.settings.data_dir / 'ferretdb'}"]
+
+    def prepare(self) -> None:
+        if not self.binary.exists():
+            if shutil.which("go") is None:
+                raise StackError("ferretdb: Go is missing (need Go 1.24+); run `make setup` after installing it")
+            raise StackError(f"ferretdb: {self.binary} is not built; run `make setup`")
+
+    def _client(self):
+        from pymongo import MongoClient
+
+        return MongoClient(self.settings.mongo_uri_with_secret, serverSelectionTimeoutMS=1000,
+                           connectTimeoutMS=1000)
+
+    def healthy(self) -> bool:
+        try:
+            with self._client() as client:
+                client.admin.command("ping")
+            return True
+        except Exception:
+            return False
+
+    def version(self) -> str:
+        try:
+            with self._client() as client:
+                info = client.server_info()
+            ferret = info.get("ferretdbVersion") or info.get("ferretdb", {}).get("version")
+            return f"MongoDB wire {info.get('version')}" + (f", FerretDB {ferret}" if ferret else "")
+        except Exception:
+            return "-"
+
+
+class Kafka(Service):
+    @property
+    def jars(self) -> Path:
+        return self.settings.cache_dir / "jars" / "kafka"
+
+    @property
+    def config(self) -> Path:
+        return self.settings.data_dir / "kafka" / "server.properties"
+
+    def _java(self) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("kafka: Java is missing (need Java 17+); install a JDK and run `make setup`")
+        log4j = self.settings.root / "stack" / "kafka" / "log4j2.properties"
+        return [java, "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log4j}",
+                "-cp", str(self.jars / "*")]
+
+    def prepare(self) -> None:
+        if not any(self.jars.glob("kafka_2.13-*.jar")):
+            raise StackError(f"kafka: no broker jars in {self.jars}; run `make setup`")
+        log_dir = self.settings.data_dir / "kafka" / "log"
+        template = (self.settings.root / "stack" / "kafka" / "server.properties.template").read_text()
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(template.format(
+            broker=f"{self.host}:{self.port}", controller=f"{self.host}:{self.settings.kafka_controller_port}",
+            log_dir=log_dir, partitions=self.settings.kafka_partitions))
+        if not (log_dir / "meta.properties").exists():  # format once: `down` then `up` keeps the data
+            cluster_id = uuid.uuid4().hex[:22]
+            out = subprocess.run(self._java() + ["kafka.tools.StorageTool", "format", "--standalone",
+                                                 "-t", cluster_id, "-c", str(self.config)],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise StackError(f"kafka: storage format failed: {(out.stderr or out.stdout).strip()[-300:]}")
+
+    def command(self) -> list[str]:
+        return self._java() + ["kafka.Kafka", str(self.config)]
+
+    def healthy(self) -> bool:
+        """Healthy means a produce is acknowledged, not just an open port."""
+        if not port_open(self.host, self.port):
+            return False
+        from confluent_kafka import Producer
+
+        acked: list[bool] = []
+        producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "message.timeout.ms": 3000,
+                             "socket.timeout.ms": 2000, "logger": _quiet_logger()})
+        producer.produce("_musicrec_health", b"ping", on_delivery=lambda err, msg: acked.append(err is None))
+        producer.flush(5)
+        return bool(acked) and acked[0]
+
+    def version(self) -> str:
+        jar = next(iter(sorted(self.jars.glob("kafka_2.13-*.jar"))), None)
+        return f"Apache Kafka {jar.stem.split('-', 1)[1]} (KRaft)" if jar and self.local else "-"
+
+
+def _quiet_logger():
+    import logging
+
+    log = logging.getLogger("musicrec.kafka.health")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    return log
+
+
+def services(settings: Settings) -> list[Service]:
+    mongo_host = urlsplit(settings.mongo_uri).hostname or "127.0.0.1"
+    mongo_port = urlsplit(settings.mongo_uri).port or 27017
+    kafka_host, kafka_port = _split_hostport(settings.kafka_bootstrap.split(",")[0], 9092)
+    return [FerretDB("ferretdb", mongo_host, mongo_port, settings), Kafka("kafka", kafka_host, kafka_port, settings)]
+
+
+def ensure_topics(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = admin.list_topics(timeout=10).topics
+    wanted = [NewTopic(t, num_partitions=settings.kafka_partitions, replication_factor=1)
+              for t in (settings.topic_activity, settings.topic_dead_letters) if t not in existing]
+    for topic, fut in (admin.create_topics(wanted) if wanted else {}).items():
+        try:
+            fut.result(15)
+        except Exception as exc:  # already exists (a race with auto-create) is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StackError(f"kafka: cannot create topic {topic}: {exc}") from exc
+
+
+def up(settings: Settings) -> list[str]:
+    lines = [svc.start() for svc in services(settings)]
+    ensure_topics(settings)
+    return lines
+
+
+def down(settings: Settings) -> list[str]:
+    return [svc.stop() for svc in reversed(services(settings)) if svc.local]
+
+
+def status(settings: Settings) -> list[str]:
+    return [svc.status() for svc in services(settings)]
+
+
+def main(argv: list[str]) -> int:
+    cmds = {"up": up, "down": down, "status": status}
+    if len(argv) != 1 or argv[0] not in cmds:
+        print("usage: python -m stack.services {up|down|status}", file=sys.stderr)
+        return 2
+    try:
+        for line in cmds[argv[0]](get_settings()):
+            print(line)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

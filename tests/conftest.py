@@ -1,0 +1,49 @@
+"""Shared fixtures: settings pointing at a test database and test topics, one local SparkSession,
+and a store client. Tests marked `integration` use the real services started by `make up`; they fail
+(never skip) when a service is down, with the one-line reason."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from conf import Settings
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    tmp = tmp_path_factory.mktemp("musicrec")
+    return Settings(
+        spark_master=os.environ.get("MUSICREC_SPARK_MASTER", "local[2]"),
+        mongo_db=f"musicrec_test_{run}",
+        topic_activity=f"activity-test-{run}",
+        topic_dead_letters=f"dead-letters-test-{run}",
+        models_dir=tmp / "models",
+        checkpoint_dir=tmp / "checkpoints",
+        spark_shuffle_partitions=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(settings):
+    from common.spark import build_session
+
+    session = build_session(settings, "tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo(settings):
+    from pymongo import MongoClient
+
+    client = MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=3000)
+    try:
+        client.admin.command("ping")
+    except Exception as exc:  # fail loudly: an integration test without its service is not a pass
+        pytest.fail(f"MongoDB-compatible store not reachable at {settings.mongo_uri}: {exc}. Run `make up`.")
+    yield client[settings.mongo_db]
+    client.drop_database(settings.mongo_db)
+    client.close()

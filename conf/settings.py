@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # --- dashboard -----------------------------------------------------------------------------------
     dashboard_port: int = Field(8501, description="Streamlit port")
     dashboard_ttl_s: float = Field(2.0, description="cache TTL of dashboard queries")
+    dashboard_cache_dir: Path = Field(ROOT / "data" / "cache" / "dashboard",
+                                      description="dashboard's local snapshots of the catalogue and neighbours")
 
     @property
     def mongo_uri_with_secret(self) -> str:

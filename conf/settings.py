@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     sample_rate: int = Field(22050, description="decode sample rate")
     clip_seconds: float = Field(30.0, description="maximum seconds of audio read per file")
     min_seconds: float = Field(1.0, description="shorter audio is an error")
-    extract_partitions: int = Field(0, description="partitions of the file list (0: 2 x default parallelism)")
+    extract_partitions: int = Field(0, description="partitions of the file list (0: auto, at least 2 x default "
+                                    "parallelism, at most extract_files_per_task files each)")
+    extract_files_per_task: int = Field(16, description="files per extraction task when extract_partitions is 0")
 
     # --- model ---------------------------------------------------------------------------------------
     lsh_bucket_length: float = Field(4.0, description="BucketedRandomProjectionLSH bucketLength")

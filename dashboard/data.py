@@ -1,0 +1,267 @@
+"""What the pages read, cached: one MongoDB client per URI (`st.cache_resource`), the per-refresh queries
+with a TTL of `dashboard_ttl_s` (`st.cache_data`), and the whole-collection snapshots (catalogue,
+neighbours, users) refreshed in the background. Every accessor returns an empty value instead of raising
+when the store is down; the status bar says so in one line."""
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import streamlit as st
+
+from conf import Settings
+from dashboard import background, catalogue as catalogue_mod, config, listdiff, metrics, store
+
+TTL = float(config.current().dashboard_ttl_s)
+FEED_WINDOW = 500          # newest events read for the feed and the recent-user list
+USER_EVENTS = 20
+CATALOGUE_CHECK_S = 30.0   # how often a background snapshot checks whether the store changed
+USERS_REFRESH_S = 30.0
+
+
+def settings() -> Settings:
+    return config.current()
+
+
+def refresh_s() -> float:
+    return max(0.5, float(settings().dashboard_ttl_s))
+
+
+def _where(s: Settings) -> tuple[str, str]:
+    return (s.mongo_uri_with_secret, s.mongo_db)
+
+
+@st.cache_resource(show_spinner=False)
+def _client(uri: str, _s: Settings):
+    return store.client(_s)
+
+
+def database(s: Settings | None = None):
+    s = s or settings()
+    return _client(s.mongo_uri_with_secret, s)[s.mongo_db]
+
+
+# --- health ------------------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _store_health(where: tuple[str, str], _s: Settings) -> store.Health:
+    return store.store_health(_client(where[0], _s), _s)
+
+
+@st.cache_data(ttl=max(TTL, 5.0), show_spinner=False)
+def _kafka_health(bootstrap: str, topic: str, _s: Settings) -> store.Health:
+    return store.kafka_health(_s)
+
+
+def store_health() -> store.Health:
+    s = settings()
+    return _store_health(_where(s), s)
+
+
+def kafka_health() -> store.Health:
+    s = settings()
+    return _kafka_health(s.kafka_bootstrap, s.topic_activity, s)
+
+
+def store_up() -> bool:
+    return store_health().ok
+
+
+# --- per-refresh queries -------------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _batches(where, minutes: float, _s: Settings) -> list[dict]:
+    since = metrics.since(datetime.now(timezone.utc), minutes)
+    return store.batches_since(database(_s), _s, since)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _latest_events(where, limit: int, _s: Settings) -> list[dict]:
+    return store.latest_events(database(_s), _s, limit)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _user_events(where, user: str, limit: int, _s: Settings) -> list[dict]:
+    return store.user_events(database(_s), _s, user, limit)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _recommendation(where, user: str, _s: Settings) -> dict | None:
+    return store.recommendation(database(_s), _s, user)
+
+
+@st.cache_data(ttl=max(TTL, 5.0), show_spinner=False)
+def _models(where, _s: Settings):
+    return store.models(database(_s), _s)
+
+
+def _safe(fn, default, *args):
+    s = settings()
+    if not store_up():
+        return default
+    try:
+        return fn(_where(s), *args, s)
+    except Exception:  # the store went away between the health check and the query
+        return default
+
+
+def batches(minutes: float) -> list[dict]:
+    return _safe(_batches, [], float(minutes))
+
+
+def latest_events(limit: int = FEED_WINDOW) -> list[dict]:
+    return _safe(_latest_events, [], int(limit))
+
+
+def user_events(user: str, limit: int = USER_EVENTS) -> list[dict]:
+    """A user's newest events. On FerretDB (which cannot use the index) they are taken from the newest
+    events of the feed, so a refresh reads the activity collection once, not twice."""
+    if store_health().ferretdb:
+        from dashboard.tables import events_of
+
+        return events_of(latest_events(), user)[:limit]
+    return _safe(_user_events, [], str(user), int(limit))
+
+
+def recommendation(user: str) -> dict | None:
+    return _safe(_recommendation, None, str(user))
+
+
+def models() -> tuple[str | None, list[dict]]:
+    return _safe(_models, (None, []))
+
+
+@st.cache_resource(show_spinner=False)
+def history(where) -> listdiff.History:
+    """The versions of each user's list this process has seen (for 'how the list changed')."""
+    return listdiff.History()
+
+
+def list_history() -> listdiff.History:
+    return history(_where(settings()))
+
+
+# --- background snapshots -------------------------------------------------------------------------------
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def snapshot_path(s: Settings, kind: str, key: str, suffix: str) -> Path:
+    digest = hashlib.sha1(f"{s.mongo_uri}|{key}".encode()).hexdigest()[:12]
+    return Path(s.dashboard_cache_dir) / f"{_safe_name(s.mongo_db)}-{kind}-{digest}{suffix}"
+
+
+def _prune(s: Settings, kind: str, keep: Path) -> None:
+    for old in Path(s.dashboard_cache_dir).glob(f"{_safe_name(s.mongo_db)}-{kind}-*"):
+        if old.stem != keep.stem:
+            old.unlink(missing_ok=True)
+
+
+def snapshot_key(db, s: Settings, collection: str, ferretdb: bool) -> str:
+    """What a snapshot depends on: the database, the collection's size and the current model version."""
+    return (f"{s.mongo_db}|{collection}={store.count(db, collection, ferretdb)}"
+            f"|model={store.current_model_version(db, s)}")
+
+
+def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Catalogue:
+    db = client[s.mongo_db]
+    ferret = store.store_health(client, s).ferretdb
+    key = snapshot_key(db, s, s.coll_tracks, ferret)
+    if previous is not None and previous.key == key:
+        return previous
+    path = snapshot_path(s, "catalogue", key, ".parquet")
+    if path.exists():
+        try:
+            cat = catalogue_mod.Catalogue.load(path)
+            if cat.key == key:
+                return cat
+        except Exception:
+            pass
+    cat = catalogue_mod.build_catalogue(store.iter_tracks(db, s), key=key, progress=progress)
+    try:
+        cat.save(path)
+        _prune(s, "catalogue", path)
+    except OSError:
+        pass  # a read-only disk only costs the next start a rebuild
+    return cat
+
+
+def load_neighbours(s: Settings, client, previous, progress) -> catalogue_mod.Neighbours:
+    db = client[s.mongo_db]
+    ferret = store.store_health(client, s).ferretdb
+    key = snapshot_key(db, s, s.coll_neighbours, ferret)
+    if previous is not None and previous.key == key:
+        return previous
+    path = snapshot_path(s, "neighbours", key, ".npz")
+    if path.exists():
+        try:
+            nb = catalogue_mod.Neighbours.load(path)
+            if nb.key == key:
+                return nb
+        except Exception:
+            pass
+    nb = catalogue_mod.build_neighbours(store.iter_neighbours(db, s), key=key, progress=progress)
+    try:
+        nb.save(path)
+        _prune(s, "neighbours", path)
+    except OSError:
+        pass
+    return nb
+
+
+def load_users(s: Settings, client, previous, progress) -> list[str]:
+    """Users with recommendations, most recently updated first (ids as text)."""
+    from dashboard.timefmt import to_utc
+
+    rows = store.user_list(client[s.mongo_db], s)
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    rows.sort(key=lambda r: to_utc(r[1]) or epoch, reverse=True)
+    return [str(uid) for uid, _ in rows]
+
+
+_LOADERS = {"catalogue": (load_catalogue, CATALOGUE_CHECK_S), "neighbours": (load_neighbours, CATALOGUE_CHECK_S),
+            "users": (load_users, USERS_REFRESH_S)}
+
+
+@st.cache_resource(show_spinner=False)
+def _refresher(kind: str, where, _s: Settings) -> background.Refresher:
+    load, every = _LOADERS[kind]
+    client = store.client(_s, timeout_ms=store.STORE_TIMEOUT_MS)
+    return background.Refresher(kind, lambda prev, progress: load(_s, client, prev, progress), every)
+
+
+def snapshot(kind: str, wait_s: float = 0.0) -> background.Snapshot:
+    s = settings()
+    return _refresher(kind, _where(s), s).get(wait_s=wait_s)
+
+
+def catalogue(wait_s: float = 0.0) -> catalogue_mod.Catalogue | None:
+    return snapshot("catalogue", wait_s).value
+
+
+def neighbours(wait_s: float = 0.0) -> catalogue_mod.Neighbours | None:
+    return snapshot("neighbours", wait_s).value
+
+
+def track_label(track_id) -> str:
+    cat = catalogue()
+    return cat.label(track_id) if cat is not None else f"#{track_id}"
+
+
+def audio_file(track_id, cat: catalogue_mod.Catalogue | None = None) -> Path | None:
+    """The track's clip on disk, if there: the stored `path` under audio_dir, else FMA's layout
+    (<audio_dir>/123/123456.mp3)."""
+    s = settings()
+    root = Path(s.audio_dir)
+    candidates = []
+    if cat is not None:
+        rows = cat.rows([track_id])
+        if len(rows) and rows.iloc[0]["path"]:
+            p = Path(rows.iloc[0]["path"])
+            candidates.append(p if p.is_absolute() else root / p)
+    try:
+        tid = int(track_id)
+        candidates.append(root / f"{tid:06d}"[:3] / f"{tid:06d}.mp3")
+    except (TypeError, ValueError):
+        pass
+    return next((p for p in candidates if p.is_file()), None)

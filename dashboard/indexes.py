@@ -1,0 +1,66 @@
+"""Create the indexes the dashboard's queries use (idempotent): a setup step, because the dashboard
+itself never writes to the store.
+
+    python -m dashboard.indexes            # on the configured database
+    python -m dashboard.indexes --list     # only print the indexes that exist
+
+On MongoDB these serve the per-refresh queries (newest activity, a user's activity, the last minutes of
+micro-batches). FerretDB v1.24 (SQLite) accepts and keeps them but plans no query with a secondary index,
+so there the dashboard relies on small collections and background snapshots instead (see store.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from conf import Settings, get_settings
+
+
+def wanted(settings: Settings) -> dict[str, list[tuple[str, list[tuple[str, int]]]]]:
+    """{collection: [(index name, keys)]} for the queries in dashboard/store.py."""
+    return {
+        settings.coll_activity: [("event_time_desc", [("event_time", -1)]),
+                                 ("user_event_time", [("user_id", 1), ("event_time", -1)])],
+        settings.coll_batches: [("written_at_desc", [("written_at", -1)])],
+    }
+
+
+def ensure(db, settings: Settings) -> list[str]:
+    """Create what is missing; returns 'collection.index' for every index wanted (created or there)."""
+    from pymongo import IndexModel
+
+    done = []
+    for coll, specs in wanted(settings).items():
+        db[coll].create_indexes([IndexModel(keys, name=name) for name, keys in specs])
+        done += [f"{coll}.{name}" for name, _ in specs]
+    return done
+
+
+def existing(db, settings: Settings) -> dict[str, list[str]]:
+    return {coll: sorted(db[coll].index_information()) for coll in wanted(settings)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dashboard.indexes", description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print the existing indexes, create nothing")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    from common.store import database
+
+    db = database(settings)
+    try:
+        if args.list:
+            for coll, names in existing(db, settings).items():
+                print(f"{settings.mongo_db}.{coll}: {', '.join(names) or '-'}")
+        else:
+            for name in ensure(db, settings):
+                print(f"index {settings.mongo_db}.{name}: ok")
+    except Exception as exc:
+        print(f"dashboard.indexes: cannot reach the store at {settings.mongo_uri}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

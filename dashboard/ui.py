@@ -1,0 +1,42 @@
+"""Small pieces every page uses: the one-line status of the store and Kafka, empty states."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data
+
+
+def escape_md(text: str) -> str:
+    """Text shown literally inside Streamlit markdown (ids and URIs hold _, *, [ and the like)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~<>:$" else ch for ch in str(text))
+
+
+def status_line() -> str:
+    """'● store ok (...) · ● Kafka unreachable at ... (...)' (green/red dots): one line, whatever is down."""
+    parts = []
+    for health in (data.store_health(), data.kafka_health()):
+        parts.append((":green[●] " if health.ok else ":red[●] ") + escape_md(health.text))
+    return " · ".join(parts)
+
+
+@st.fragment(run_every=data.refresh_s())
+def status_bar() -> None:
+    st.caption(status_line())
+
+
+def store_down() -> bool:
+    """True (after saying why, in one line) when the store cannot be read right now."""
+    health = data.store_health()
+    if not health.ok:
+        st.warning(f"Nothing to show while the store is down: {health.text}. This page recovers by itself.",
+                   icon=":material/cloud_off:")
+        return True
+    return False
+
+
+def progress_text(snap, what: str) -> str:
+    if snap.error:
+        return f"Could not read {what}: {snap.error} (retrying)."
+    if snap.progress:
+        return f"Reading {what} from the store: {snap.progress:,} documents so far…"
+    return f"Reading {what} from the store…"

@@ -1,0 +1,145 @@
+"""Catalogue: a 2-D map of the tracks (PCA of the z-scored features) coloured by genre, with a user's
+recent tracks, taste and recommendations marked; "more like this" for any track from the model's
+neighbour table."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, projection, tables, ui
+
+MAP_POINTS = 5000  # tracks drawn on the map (a fixed random subset; marked tracks are always drawn)
+
+st.title("Catalogue")
+
+
+@st.fragment(run_every=2.0)
+def waiting() -> None:
+    snap = data.snapshot("catalogue", wait_s=0)
+    if snap.value is not None:
+        st.rerun()
+    st.info(ui.progress_text(snap, "the catalogue"))
+
+
+if ui.store_down() and data.catalogue() is None:
+    st.stop()
+cat = data.catalogue(wait_s=2.0)
+if cat is None:
+    waiting()
+    st.stop()
+if len(cat) == 0:
+    st.info("The catalogue is empty: run the feature extraction first.")
+    st.stop()
+
+user = st.text_input("Mark a user", value=st.session_state.get("user") or st.query_params.get("user") or "",
+                     key="catalogue_user").strip()
+if user:
+    st.session_state["user"] = user
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def base_sample(key: str, _cat) -> pd.DataFrame:
+    frame = _cat.frame
+    drawable = np.flatnonzero(np.isfinite(frame["x"].to_numpy()))
+    pick = drawable[projection.sample_indices(len(drawable), MAP_POINTS)]
+    return frame.iloc[pick][["track_id", "title", "artist", "genre_top", "x", "y"]].reset_index(drop=True)
+
+
+def marks(user: str, focus: int | None) -> pd.DataFrame:
+    """Marked points: the user's recent tracks, recommendations and taste, the focused track and its
+    neighbours."""
+    parts = []
+    if user and data.store_up():
+        events = data.user_events(user, limit=50)
+        weights = tables.taste_weights(events)
+        recent = cat.rows(list(weights))
+        if len(recent):
+            parts.append(recent.assign(mark="recent"))
+            pos = recent.assign(w=[max(weights.get(t, 0.0), 0.0) for t in recent["track_id"]])
+            pos = pos[np.isfinite(pos["x"]) & (pos["w"] > 0)]
+            if len(pos):
+                taste = pd.DataFrame([{"track_id": -1, "title": f"taste of {user}", "artist": "", "genre_top": "",
+                                       "x": float(np.average(pos["x"], weights=pos["w"])),
+                                       "y": float(np.average(pos["y"], weights=pos["w"])), "mark": "taste"}])
+                parts.append(taste)
+        doc = data.recommendation(user)
+        if doc and isinstance(doc.get("items"), list):
+            recs = cat.rows([it.get("track_id") for it in doc["items"] if isinstance(it, dict)])
+            if len(recs):
+                parts.append(recs.assign(mark="recommended"))
+    if focus is not None:
+        nb = data.neighbours()
+        if nb is not None:
+            near = cat.rows([t for t, _ in nb.of(focus)])
+            if len(near):
+                parts.append(near.assign(mark="neighbour"))
+        parts.append(cat.rows([focus]).assign(mark="selected"))
+    if not parts:
+        return pd.DataFrame(columns=["track_id", "title", "artist", "genre_top", "x", "y", "mark"])
+    out = pd.concat(parts, ignore_index=True)
+    return out[np.isfinite(out["x"].astype(float))]
+
+
+def chart(base: pd.DataFrame, marked: pd.DataFrame) -> alt.Chart:
+    tip = ["title", "artist", "genre_top", "track_id"]
+    points = alt.Chart(base).mark_circle(size=12, opacity=0.55).encode(
+        x=alt.X("x:Q", title=f"PC 1 ({cat.explained[0]:.0%} of variance)"),
+        y=alt.Y("y:Q", title=f"PC 2 ({cat.explained[1]:.0%})"),
+        color=alt.Color("genre_top:N", title="genre", legend=alt.Legend(columns=1, symbolLimit=20)),
+        tooltip=tip)
+    if marked.empty:
+        return points.interactive()
+    shapes = alt.Scale(domain=["recent", "recommended", "taste", "selected", "neighbour"],
+                       range=["circle", "diamond", "cross", "triangle-up", "square"])
+    over = alt.Chart(marked).mark_point(size=140, filled=False, strokeWidth=2.5, color="black").encode(
+        x="x:Q", y="y:Q", shape=alt.Shape("mark:N", scale=shapes, title="marked"),
+        tooltip=tip + ["mark"])
+    return alt.layer(points, over).interactive()
+
+
+map_slot = st.container()
+st.subheader("More like this")
+search = st.text_input("Find a track", placeholder="title, artist or id", key="track_search")
+found = cat.search(search, limit=100)
+focus = None
+if len(found):
+    focus = st.selectbox("Track", found["track_id"].tolist(), key="track_pick",
+                         format_func=lambda t: f"{cat.label(t)} (#{t})")
+else:
+    st.caption("No track matches.")
+
+
+@st.fragment(run_every=max(10.0, data.refresh_s()))
+def catalogue_map(user: str, focus: int | None) -> None:
+    st.subheader("Map")
+    base = base_sample(cat.key, cat)
+    marked = marks(user, focus)
+    st.caption(f"{len(base):,} of {len(cat):,} tracks drawn, coloured by genre; PCA of the z-scored "
+               f"{cat.n_features} features. Marked: {', '.join(sorted(set(marked['mark']))) or 'nothing'}.")
+    st.altair_chart(chart(base, marked), width="stretch")
+
+
+if focus is not None:
+    nb = data.neighbours(wait_s=1.0)
+    if nb is None:
+        st.caption(ui.progress_text(data.snapshot("neighbours"), "the neighbour table"))
+    else:
+        pairs = nb.of(focus)
+        if not pairs:
+            st.caption(f"{cat.label(focus)} has no neighbours in the current model.")
+        else:
+            rows = cat.rows([t for t, _ in pairs])
+            dist = dict(pairs)
+            table = pd.DataFrame({"title": rows["title"], "artist": rows["artist"], "genre": rows["genre_top"],
+                                  "distance": [dist[t] for t in rows["track_id"]], "track_id": rows["track_id"]})
+            missing = [t for t, _ in pairs if t not in set(rows["track_id"])]
+            if missing:
+                table = pd.concat([table, pd.DataFrame({"title": [f"#{t}" for t in missing], "track_id": missing,
+                                                        "distance": [dist[t] for t in missing]})], ignore_index=True)
+            st.caption(f"Nearest to {cat.label(focus)} (model {nb.model_version or '–'}):")
+            st.table(table.reset_index(drop=True).style.format({"distance": "{:.3f}"}, na_rep=""))
+
+with map_slot:
+    catalogue_map(user, focus)

@@ -1,0 +1,278 @@
+"""The dashboard's pure logic: times, stream metrics, list diffs, the 2-D map, snapshots, table rows,
+the background refresher and fresh settings. No services needed."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import catalogue, config, listdiff, metrics, projection, synthetic, tables
+from dashboard.background import Refresher
+from dashboard.timefmt import age_text, to_utc
+
+UTC = timezone.utc
+NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+
+
+# --- times -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, expected", [
+    (datetime(2026, 1, 2, 12, 0), NOW),                                   # naive = UTC (pymongo)
+    (datetime(2026, 1, 2, 13, 0, tzinfo=timezone(timedelta(hours=1))), NOW),
+    ("2026-01-02T12:00:00Z", NOW), ("2026-01-02T12:00:00+00:00", NOW),
+    (NOW.timestamp(), NOW), (NOW.timestamp() * 1000, NOW), (str(int(NOW.timestamp() * 1000)), NOW),
+])
+def test_to_utc_reads_every_time_shape(value, expected):
+    assert to_utc(value) == expected
+
+
+@pytest.mark.parametrize("value", [None, "", "yesterday", float("nan"), True, [1], {"a": 1}, 1e300])
+def test_to_utc_is_none_for_what_is_not_a_time(value):
+    assert to_utc(value) is None
+
+
+def test_age_text():
+    assert [age_text(s) for s in (None, 3, 200, 3 * 3600, 3 * 86400)] == ["never", "3 s", "3 min", "3 h", "3 d"]
+
+
+# --- stream metrics --------------------------------------------------------------------------------------
+def batch(i, seconds_ago, rows=100, **kw):
+    doc = {"_id": i, "rows": rows, "duration_ms": 100.0 + i, "latency_ms_p50": 10.0 * i, "latency_ms_p95": 20.0 * i,
+           "latency_ms_p99": 30.0 * i, "written_at": (NOW - timedelta(seconds=seconds_ago)).replace(tzinfo=None)}
+    doc.update(kw)
+    return doc
+
+
+def test_batches_frame_sorts_and_survives_bad_documents():
+    docs = [batch(2, 10), batch(1, 20), {"_id": 3, "rows": 5}, batch(4, 5, rows="many"), {"written_at": "garbage"}]
+    df = metrics.batches_frame(docs)
+    assert df["batch_id"].tolist() == [1, 2, 4]
+    assert np.isnan(df["rows"].iloc[2]) and df["written_at"].dt.tz is not None
+    empty = metrics.batches_frame([])
+    assert empty.empty and list(empty.columns) == list(metrics.COLUMNS)
+
+
+def test_events_per_second_bins_rows_and_fills_gaps():
+    # 10 s bins over the last minute; 300 rows 5 s ago, 100 rows 25 s ago, nothing else (one batch is too old)
+    docs = [batch(1, 5, rows=300), batch(2, 25, rows=100), batch(3, 3600, rows=999)]
+    eps = metrics.events_per_second(metrics.batches_frame(docs), NOW, minutes=1, bin_s=10)
+    assert len(eps) == 6 and eps["time"].is_monotonic_increasing
+    assert eps["events_per_s"].iloc[-1] == pytest.approx(300 / 10)  # NOW is a bin edge: the last bin is full
+    assert eps["events_per_s"].iloc[-3] == pytest.approx(100 / 10)
+    assert eps["events_per_s"].sum() == pytest.approx(40.0)
+    with pytest.raises(ValueError):
+        metrics.events_per_second(metrics.batches_frame(docs), NOW, 1, 0)
+
+
+def test_summary_of_a_window():
+    frame = metrics.last_minutes(metrics.batches_frame([batch(i, 100 - i * 10) for i in range(1, 10)]
+                                                     + [batch(99, 7200)]), NOW, 10)
+    head = metrics.summary(frame, NOW, recent_s=60)
+    assert head["batches"] == 9 and head["events"] == 900
+    assert head["events_per_s_recent"] == pytest.approx(500 / 60)    # batches 5..9 are within the last 60 s
+    assert head["last_batch_id"] == 9 and head["last_batch_age_s"] == pytest.approx(10)
+    assert head["last_p95_ms"] == 180.0 and head["worst_p95_ms"] == 180.0
+    assert head["median_duration_ms"] == pytest.approx(105.0)
+    empty = metrics.summary(metrics.batches_frame([]), NOW)
+    assert empty["batches"] == 0 and empty["last_batch_age_s"] is None
+
+
+def test_percentile_ignores_missing_values():
+    assert metrics.percentile([1, None, float("nan"), 3], 50) == 2.0
+    assert metrics.percentile([], 95) is None
+
+
+def test_since_is_naive_utc():
+    assert metrics.since(NOW, 10) == datetime(2026, 1, 2, 11, 50)
+
+
+# --- list diff ---------------------------------------------------------------------------------------------
+def items(*ids):
+    return [{"track_id": t, "title": f"T{t}"} for t in ids]
+
+
+def test_diff_items_new_moved_dropped():
+    change = listdiff.diff_items(items(1, 2, 3, 4), items(3, 1, 5, 2))
+    by = change.by_track()
+    assert (by[3]["change"], by[3]["moved"]) == (listdiff.UP, 2)
+    assert (by[1]["change"], by[1]["moved"]) == (listdiff.DOWN, -1)
+    assert by[5]["change"] == listdiff.NEW and by[5]["prev_rank"] is None
+    assert by[2]["change"] == listdiff.DOWN and by[2]["moved"] == -2
+    assert change.removed == [{"track_id": 4, "prev_rank": 4}]
+    assert change.text() == "1 new, 3 moved, 1 dropped"
+    assert [listdiff.change_label(by[t]) for t in (3, 1, 5)] == ["▲ 2", "▼ 1", "new"]
+
+
+def test_diff_items_unchanged_and_first():
+    assert listdiff.diff_items(items(1, 2), items(1, 2)).text() == "unchanged"
+    first = listdiff.diff_items(None, items(7, 8))
+    assert first.added == 2 and not first.removed
+    assert listdiff.diff_items(items(1), [{"title": "no id"}, None, {"track_id": 1}]).rows[0]["track_id"] == 1
+
+
+def test_history_keeps_the_version_before_the_current():
+    h = listdiff.History(max_users=2)
+    assert h.observe("u", 1, items(1)) is None
+    assert h.observe("u", 1, items(1)) is None          # the same version again: nothing before it yet
+    assert h.observe("u", 2, items(2)) == (1, items(1))
+    assert h.observe("u", 2, items(2)) == (1, items(1))  # stays until a newer version arrives
+    assert h.observe("u", 3, items(3)) == (2, items(2))
+    h.observe("v", 1, items(1))
+    h.observe("w", 1, items(1))                         # evicts u, the least recently seen
+    assert h.observe("u", 4, items(4)) is None
+
+
+# --- map -------------------------------------------------------------------------------------------------
+def test_pca_2d_finds_the_dominant_direction_whatever_the_feature_scales():
+    rng = np.random.default_rng(0)
+    n = 2000
+    t = rng.normal(size=n) * 5
+    x = np.column_stack([t + rng.normal(size=n) * 0.1, t + rng.normal(size=n) * 0.1, rng.normal(size=n),
+                         np.full(n, 7.0)])
+    x = x * np.array([1.0, 1000.0, 1.0, 1.0]) + np.array([0, 50, 3, 0])  # scales must not matter (z-score)
+    coords, ratio = projection.pca_2d(x)
+    assert coords.shape == (n, 2) and coords.dtype == np.float32
+    assert abs(np.corrcoef(coords[:, 0], t)[0, 1]) > 0.99
+    assert ratio[0] > 0.6 and ratio.sum() <= 1.0 + 1e-9
+    # fitting on a subset gives (almost) the same axes
+    sub, _ = projection.pca_2d(x, max_rows=500)
+    assert abs(np.corrcoef(sub[:, 0], coords[:, 0])[0, 1]) > 0.99
+
+
+def test_pca_2d_edge_cases():
+    assert projection.pca_2d(np.zeros((0, 5)))[0].shape == (0, 2)
+    one, _ = projection.pca_2d(np.ones((1, 5)))
+    assert one.shape == (1, 2) and np.all(one == 0)
+    with pytest.raises(ValueError):
+        projection.pca_2d(np.zeros(5))
+
+
+def test_sample_indices_keeps_marked_points():
+    idx = projection.sample_indices(10_000, 100, keep=np.array([5, 9999, 20_000]))
+    assert 100 <= len(idx) <= 102 and {5, 9999} <= set(idx.tolist()) and np.all(np.diff(idx) > 0)
+    assert projection.sample_indices(10, 100).tolist() == list(range(10))
+
+
+def test_catalogue_snapshot_from_contract_documents(tmp_path):
+    docs = synthetic.track_docs(300, seed=1)
+    docs[5]["features"] = None                      # no vector: kept, not drawn
+    docs[6]["features"] = [1.0, 2.0]                # wrong length: kept, not drawn
+    docs.append({"_id": "not-an-int", "title": "x"})  # skipped
+    seen = []
+    cat = catalogue.build_catalogue(iter(docs), key="k1", progress=seen.append)
+    assert len(cat) == 300 and cat.n_features == synthetic.FEATURE_DIM and seen[-1] == 301
+    assert cat.frame["track_id"].is_monotonic_increasing
+    assert np.isnan(cat.frame.loc[cat.frame.track_id == docs[5]["_id"], "x"]).all()
+    assert np.isfinite(cat.frame["x"]).sum() == 298
+    # same-genre tracks sit together: genre explains most of the map's spread (synthetic clusters)
+    drawn = cat.frame[np.isfinite(cat.frame["x"])]
+    within = drawn.groupby("genre_top")[["x", "y"]].var().mean().sum()
+    total = drawn[["x", "y"]].var().sum()
+    assert within < 0.5 * total
+    assert cat.positions([docs[0]["_id"], 10**9, "7", None]).tolist()[1:] == [-1, cat.positions([7])[0], -1]
+    assert cat.label(docs[0]["_id"]) == f"Track {docs[0]['_id']} - {docs[0]['artist']}" and cat.label(10**9) == "#1000000000"
+    hits = cat.search("track 1", limit=5)
+    assert len(hits) == 5 and hits["title"].str.lower().str.startswith("track 1").all()
+    assert cat.search(str(docs[3]["_id"]))["track_id"].iloc[0] in {d["_id"] for d in docs}
+    path = cat.save(tmp_path / "c.parquet")
+    back = catalogue.Catalogue.load(path)
+    assert back.key == "k1" and back.frame.equals(cat.frame) and np.allclose(back.explained, cat.explained)
+
+
+def test_neighbour_table(tmp_path):
+    tracks = synthetic.track_docs(50)
+    docs = synthetic.neighbour_docs(tracks, k=5)
+    docs.append({"_id": 10**6, "neighbours": [{"track_id": 3}, {"distance": 1.0}, "junk"]})
+    nb = catalogue.build_neighbours(docs, key="n1")
+    first = docs[0]
+    assert nb.of(first["_id"]) == [(e["track_id"], pytest.approx(e["distance"])) for e in first["neighbours"]]
+    assert nb.of(10**6)[0][0] == 3 and np.isnan(nb.of(10**6)[0][1])
+    assert nb.of(123456789) == [] and nb.of("x") == []
+    back = catalogue.Neighbours.load(nb.save(tmp_path / "n.npz"))
+    assert back.key == "n1" and back.model_version == first["model_version"] and back.of(first["_id"]) == nb.of(first["_id"])
+
+
+# --- table rows ----------------------------------------------------------------------------------------
+def test_feed_rows_newest_first_with_labels():
+    events = [{"user_id": "u1", "track_id": 2, "action": "play", "event_time": "2026-01-02T12:00:00Z", "ms_played": 1000},
+              {"user_id": 7, "track_id": 3, "action": "like", "event_time": NOW + timedelta(seconds=5),
+               "title": "Own title", "artist": "Own artist"},
+              {"user_id": "u2", "track_id": 4, "action": "skip"},      # no time: last
+              "not a document"]
+    df = tables.feed_rows(events, label=lambda t: f"label {t}")
+    assert df["user"].tolist() == ["7", "u1", "u2"]
+    assert df["track"].tolist() == ["Own title - Own artist", "label 2", "label 4"]
+    assert df["ms_played"].iloc[1] == 1000 and tables.feed_rows([]).columns.tolist() == tables.FEED_COLUMNS
+    assert tables.recent_users(events) == ["7", "u1", "u2"]
+    assert [e["track_id"] for e in tables.events_of(events, "7")] == [3]
+
+
+def test_rec_rows_with_change_markers():
+    prev, cur = items(1, 2), [{"track_id": 2, "title": "Two", "artist": "A", "genre_top": "Rock", "score": "0.9",
+                               "reason": "because you liked One"}, {"track_id": 9}, {"track_id": 1, "score": True}]
+    df = tables.rec_rows(cur, listdiff.diff_items(prev, cur))
+    assert df["rank"].tolist() == [1, 2, 3] and df["change"].tolist() == ["▲ 1", "new", "▼ 2"]
+    assert df["title"].tolist() == ["Two", "#9", "#1"] and df["score"].iloc[0] == 0.9 and np.isnan(df["score"].iloc[2])
+    assert tables.rec_rows(None).empty
+
+
+def test_model_rows_and_taste():
+    docs = synthetic.model_docs(3)
+    docs.append({"_id": "broken", "metrics": "n/a"})
+    df = tables.model_rows(docs)
+    assert df["version"].tolist()[:3] == ["v003", "v002", "v001"] and "current" not in df["version"].tolist()
+    assert df["recall_at_10"].iloc[0] == pytest.approx(0.96)
+    assert tables.flat({"a": {"b": 1}, "c": [1, 2]}) == {"a.b": 1, "c": "1, 2"}
+    w = tables.taste_weights([{"track_id": 1, "action": "like"}, {"track_id": 1, "action": "skip"},
+                              {"track_id": 2, "action": "complete"}, {"action": "like"}])
+    assert w == {1: 0.0, 2: 1.0}
+
+
+# --- background refresher ----------------------------------------------------------------------------
+def test_refresher_loads_in_background_and_reports_errors():
+    calls = []
+    gate = threading.Event()
+
+    def load(previous, progress):
+        calls.append(previous)
+        progress(len(calls))
+        if len(calls) == 2:
+            raise ConnectionError("store down\nmore detail")
+        gate.wait(5)
+        return len(calls)
+
+    r = Refresher("t", load, interval_s=0.2, idle_s=60, retry_s=0.1)
+    first = r.get(wait_s=0.05)
+    assert first.value is None                       # does not block past wait_s
+    gate.set()
+    assert r.get(wait_s=5).value == 1
+    deadline = time.monotonic() + 5
+    while r.get().error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    snap = r.get()
+    assert snap.error == "store down" and snap.value == 1   # the last value is kept
+    while r.get().value != 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert r.get().value == 3 and r.get().error is None and calls[:2] == [None, 1]
+
+
+def test_refresher_stays_idle_when_nobody_reads():
+    calls = []
+    r = Refresher("idle", lambda prev, progress: calls.append(1) or len(calls), interval_s=0.05, idle_s=0.2)
+    assert r.get(wait_s=2).value == 1
+    time.sleep(0.6)
+    n = len(calls)
+    time.sleep(0.5)
+    assert len(calls) == n                           # no loads while idle
+
+
+# --- settings --------------------------------------------------------------------------------------------
+def test_settings_are_read_fresh_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MUSICREC_MONGO_DB", "first_db")
+    assert config.current().mongo_db == "first_db"
+    monkeypatch.setenv("MUSICREC_MONGO_DB", "second_db")
+    assert config.current().mongo_db == "second_db"
+    assert config.current() is config.current()     # cached while the environment stays the same

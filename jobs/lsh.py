@@ -12,9 +12,11 @@ All functions are pure and vectorised over many queries; nothing here knows Spar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numba
 import numpy as np
+from numba import njit, prange
 
 _MIX_SEED = 0x9E3779B97F4A7C15
 
@@ -41,6 +43,16 @@ def band_keys(buckets: np.ndarray, band_size: int) -> np.ndarray:
     return keys.view(np.int64)
 
 
+def hash_keys(x: np.ndarray, projections: np.ndarray, bucket_length: float, band_size: int,
+              block: int = 4096) -> np.ndarray:
+    """band_keys(bucket_ids(x, ...)) in blocks of rows, so the (n, k*L) bucket ids never all exist."""
+    bands = projections.shape[0] // band_size
+    out = np.empty((len(x), bands), dtype=np.int64)
+    for s in range(0, len(x), block):
+        out[s:s + block] = band_keys(bucket_ids(x[s:s + block], projections, bucket_length), band_size)
+    return out
+
+
 @dataclass
 class BandedIndex:
     """The catalogue hashed once: per band, item keys sorted for binary search."""
@@ -51,28 +63,68 @@ class BandedIndex:
     vectors: np.ndarray          # (n, d) catalogue in the model's (scaled) space, float32
     ids: np.ndarray              # (n,) track ids
     sorted_keys: np.ndarray      # (L, n) band keys, each row sorted
-    order: np.ndarray            # (L, n) item positions in that sorted order
+    order: np.ndarray            # (L, n) int32 item positions in that sorted order
+    _pos_of: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: np.ndarray, projections: np.ndarray, bucket_length: float,
               band_size: int) -> "BandedIndex":
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        keys = band_keys(bucket_ids(vectors, projections, bucket_length), band_size).T  # (L, n)
-        order = np.argsort(keys, axis=1, kind="stable")
+        if len(vectors) >= 2**31:
+            raise ValueError("catalogue too large for int32 positions")
+        projections = np.asarray(projections, dtype=np.float64)
+        if projections.shape[0] % band_size or projections.shape[1] != vectors.shape[1]:
+            raise ValueError(f"projections {projections.shape} do not fit bands of {band_size} "
+                             f"over {vectors.shape[1]}-d vectors")
+        keys = np.ascontiguousarray(hash_keys(vectors, projections, bucket_length, band_size).T)  # (L, n)
+        order = np.argsort(keys, axis=1).astype(np.int32)
         sorted_keys = np.take_along_axis(keys, order, axis=1)
-        return cls(np.asarray(projections, dtype=np.float64), float(bucket_length), int(band_size),
-                   vectors, np.asarray(ids), sorted_keys, order)
+        return cls(projections, float(bucket_length), int(band_size), vectors, np.asarray(ids), sorted_keys,
+                   order)
 
     @property
     def bands(self) -> int:
         return self.sorted_keys.shape[0]
 
+    def first_bands(self, bands: int) -> "BandedIndex":
+        """The same index restricted to its first `bands` bands (a view: nothing is re-hashed)."""
+        if not 1 <= bands <= self.bands:
+            raise ValueError(f"bands must be in 1..{self.bands}")
+        return BandedIndex(self.projections[: bands * self.band_size], self.bucket_length, self.band_size,
+                           self.vectors, self.ids, self.sorted_keys[:bands], self.order[:bands])
+
     def _band_ranges(self, queries: np.ndarray):
         """Per band, the [lo, hi) range of each query's key among the sorted catalogue keys."""
-        qkeys = band_keys(bucket_ids(queries, self.projections, self.bucket_length), self.band_size)
+        qkeys = hash_keys(queries, self.projections, self.bucket_length, self.band_size)
         for band in range(self.bands):
             keys = self.sorted_keys[band]
             yield band, np.searchsorted(keys, qkeys[:, band], "left"), np.searchsorted(keys, qkeys[:, band], "right")
+
+    def _ranges(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(q, L) int32 arrays lo, hi of `_band_ranges`."""
+        lo = np.empty((len(queries), self.bands), dtype=np.int32)
+        hi = np.empty_like(lo)
+        for band, l, h in self._band_ranges(queries):
+            lo[:, band], hi[:, band] = l, h
+        return lo, hi
+
+    def _own_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n, L) lo, hi of every catalogue item's own bucket, from the runs of equal sorted keys: the
+        item-to-item case needs no hashing and no binary search."""
+        n = len(self.ids)
+        lo = np.empty((n, self.bands), dtype=np.int32)
+        hi = np.empty_like(lo)
+        for band in range(self.bands):
+            keys = self.sorted_keys[band]
+            new_run = np.empty(n, dtype=bool)
+            new_run[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=new_run[1:])
+            starts = np.flatnonzero(new_run).astype(np.int32)
+            ends = np.append(starts[1:], np.int32(n))
+            run = np.cumsum(new_run) - 1
+            lo[self.order[band], band] = starts[run]
+            hi[self.order[band], band] = ends[run]
+        return lo, hi
 
     def candidate_mask(self, queries: np.ndarray) -> np.ndarray:
         """(q, n) bool: item shares at least one band key with the query (duplicates fold for free)."""
@@ -93,83 +145,148 @@ class BandedIndex:
         """Top-k catalogue items per query by exact Euclidean distance among its LSH candidates.
 
         Returns (ids, distances, n_candidates): ids (q, k) with -1 where fewer than k candidates were
-        found, distances (q, k) with +inf there. `exclude[r]` holds track ids never returned for query r.
-        Queries go in blocks of about `cells` / catalogue size, so memory stays bounded.
+        found, distances (q, k) with +inf there. `exclude[r]` holds track ids never returned for query r
+        (they do not count as candidates). Queries go in blocks of `cells` / bands, so the per-block
+        bucket ranges stay bounded.
         """
-        queries = np.asarray(queries, dtype=np.float32)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"queries must be (q, {self.vectors.shape[1]}), got {queries.shape}")
+        excl_ptr, excl_pos = self._exclusions(exclude, len(queries))
+        return self._search(queries, k, excl_ptr, excl_pos, block=max(1, cells // self.bands))
+
+    def neighbours(self, k: int, fill_exact: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Item-to-item: the top-k of every catalogue item among its LSH candidates, itself excluded.
+
+        The same (ids, distances, n_candidates) as `query`, row i for catalogue item i. With
+        `fill_exact`, the rare items with fewer than k candidates (outliers that share no bucket with
+        enough others) get their exact top-k by brute force instead, so every row holds k distinct items
+        whenever the catalogue has more than k.
+        """
         n = len(self.ids)
-        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
-        n_cand = np.zeros(len(queries), dtype=np.int64)
-        pos_of = None
-        block = max(1, cells // max(n, 1))
+        lo, hi = self._own_ranges()
+        ids, dist, n_cand = self._rerank(self.vectors, lo, hi, k, np.arange(n + 1, dtype=np.int64),
+                                         np.arange(n, dtype=np.int64))
+        short = np.flatnonzero((ids < 0).any(axis=1)) if fill_exact else np.zeros(0, dtype=np.int64)
+        if len(short):
+            ids[short], dist[short] = exact_top_k(self.vectors[short], self.vectors, self.ids, k,
+                                                  exclude_self=True, query_pos=short)
+        return ids, dist, n_cand
+
+    def _exclusions(self, exclude: list | None, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-query excluded catalogue positions as CSR arrays (ptr, positions)."""
+        if exclude is None:
+            return np.zeros(n_queries + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if len(exclude) != n_queries:
+            raise ValueError(f"exclude has {len(exclude)} entries for {n_queries} queries")
+        if self._pos_of is None:
+            self._pos_of = {int(t): i for i, t in enumerate(self.ids)}
+        pos = [[self._pos_of[int(t)] for t in (ex or ()) if int(t) in self._pos_of] for ex in exclude]
+        ptr = np.zeros(n_queries + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum([len(p) for p in pos])
+        flat = np.fromiter((i for p in pos for i in p), dtype=np.int64, count=int(ptr[-1]))
+        return ptr, flat
+
+    def _search(self, queries: np.ndarray, k: int, excl_ptr: np.ndarray, excl_pos: np.ndarray,
+                block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = []
         for s in range(0, len(queries), block):
             q = queries[s:s + block]
-            mask = self.candidate_mask(q)
-            if exclude is not None:
-                for r, ex in enumerate(exclude[s:s + block]):
-                    if ex:
-                        if pos_of is None:
-                            pos_of = {int(t): i for i, t in enumerate(self.ids)}
-                        drop = [pos_of[t] for t in ex if t in pos_of]
-                        mask[r, drop] = False
-            rows, items = np.nonzero(mask)
-            n_cand[s:s + block] = mask.sum(axis=1)
-            diff = self.vectors[items] - q[rows]
-            dense = np.full(mask.shape, np.inf, dtype=np.float32)
-            dense[rows, items] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-            kk = min(k, n)
-            part = np.argpartition(dense, kk - 1, axis=1)[:, :kk]
-            pd = np.take_along_axis(dense, part, axis=1)
-            o = np.argsort(pd, axis=1)
-            part, pd = np.take_along_axis(part, o, axis=1), np.take_along_axis(pd, o, axis=1)
-            found = np.isfinite(pd)
-            out_ids[s:s + block, :kk] = np.where(found, self.ids[part], -1)
-            out_d[s:s + block, :kk] = pd
-        return out_ids, out_d, n_cand
+            lo, hi = self._ranges(q)
+            ptr = excl_ptr[s:s + len(q) + 1]
+            parts.append(self._rerank(q, lo, hi, k, ptr - ptr[0], excl_pos[ptr[0]:ptr[-1]]))
+        if not parts:
+            return (np.full((0, k), -1, dtype=np.int64), np.zeros((0, k), dtype=np.float32),
+                    np.zeros(0, dtype=np.int64))
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def _rerank(self, queries, lo, hi, k, excl_ptr, excl_pos):
+        nq = len(queries)
+        out_pos = np.full((nq, k), -1, dtype=np.int64)
+        out_d = np.full((nq, k), np.inf, dtype=np.float32)
+        n_cand = np.zeros(nq, dtype=np.int64)
+        _rerank(queries, self.vectors, lo, hi, self.order, excl_ptr, excl_pos, out_pos, out_d, n_cand,
+                numba.get_num_threads())
+        ids = np.where(out_pos >= 0, self.ids[np.maximum(out_pos, 0)], -1)
+        return ids, np.sqrt(out_d), n_cand
 
 
-def top_k_per_group(rows: np.ndarray, items: np.ndarray, dist: np.ndarray, n_rows: int, k: int,
-                    ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For pairs (row, item, distance), the k nearest items of each row: (n_rows, k) ids and distances."""
-    out_ids = np.full((n_rows, k), -1, dtype=np.int64)
-    out_d = np.full((n_rows, k), np.inf, dtype=np.float32)
-    if len(rows) == 0:
-        return out_ids, out_d
-    order = np.lexsort((dist, rows))
-    rows, items, dist = rows[order], items[order], dist[order]
-    first = np.searchsorted(rows, rows, side="left")
-    rank = np.arange(len(rows)) - first
-    sel = rank < k
-    out_ids[rows[sel], rank[sel]] = ids[items[sel]]
-    out_d[rows[sel], rank[sel]] = dist[sel]
-    return out_ids, out_d
+@njit(cache=True, parallel=True, fastmath=False)
+def _rerank(queries, vectors, lo, hi, order, excl_ptr, excl_pos, out_pos, out_d, n_cand, n_threads):
+    """For each query: the union of its band buckets, each candidate scored once by exact squared
+    distance, the k best kept in a small sorted array. Candidates are read straight from the sorted
+    band orders (no mask, no dense matrix), so the cost follows the number of candidates, not the
+    catalogue size. Queries are dealt round-robin to threads, each with its own `seen` stamp array."""
+    nq, dim = queries.shape
+    n = vectors.shape[0]
+    k = out_pos.shape[1]
+    n_threads = max(1, min(n_threads, nq))
+    for t in prange(n_threads):
+        seen = np.full(n, -1, dtype=np.int64)
+        for r in range(t, nq, n_threads):
+            for e in range(excl_ptr[r], excl_ptr[r + 1]):
+                seen[excl_pos[e]] = r
+            count = 0
+            worst = np.inf
+            for b in range(lo.shape[1]):
+                for s in range(lo[r, b], hi[r, b]):
+                    j = order[b, s]
+                    if seen[j] == r:
+                        continue
+                    seen[j] = r
+                    count += 1
+                    d2 = 0.0
+                    for c in range(dim):
+                        diff = queries[r, c] - vectors[j, c]
+                        d2 += diff * diff
+                    if d2 < worst:
+                        # insert into the sorted top-k (k is small: a linear shift is cheapest)
+                        m = k - 1
+                        while m > 0 and out_d[r, m - 1] > d2:
+                            out_d[r, m] = out_d[r, m - 1]
+                            out_pos[r, m] = out_pos[r, m - 1]
+                            m -= 1
+                        out_d[r, m] = d2
+                        out_pos[r, m] = j
+                        worst = out_d[r, k - 1]
+            n_cand[r] = count
 
 
 def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int,
-                exclude_self: bool = False, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-k by Euclidean distance, in blocks of queries: the baseline and ground truth."""
+                exclude_self: bool = False, block: int = 1024,
+                query_pos: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k by Euclidean distance, in blocks of queries: the baseline and ground truth.
+
+    With `exclude_self`, query r never returns catalogue row `query_pos[r]` (default: row r, for
+    queries that are the catalogue itself). Rows with fewer than k items hold -1 and +inf.
+    """
     queries = np.asarray(queries, dtype=np.float32)
     vectors = np.asarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    own = None
+    if exclude_self:
+        own = np.arange(len(queries)) if query_pos is None else np.asarray(query_pos)
+        if len(own) != len(queries):
+            raise ValueError("query_pos must give one catalogue row per query")
     sq = np.einsum("ij,ij->i", vectors, vectors)
-    out_ids = np.empty((len(queries), k), dtype=np.int64)
-    out_d = np.empty((len(queries), k), dtype=np.float32)
-    kk = k + 1 if exclude_self else k
+    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+    kk = min(k + 1 if exclude_self else k, n)
+    if kk == 0:
+        return out_ids, out_d
     for s in range(0, len(queries), block):
         q = queries[s:s + block]
         d2 = sq[None, :] - 2.0 * (q @ vectors.T) + np.einsum("ij,ij->i", q, q)[:, None]
-        part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+        part = np.argpartition(d2, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(q), 1))
         pd = np.take_along_axis(d2, part, axis=1)
         o = np.argsort(pd, axis=1)
         part, pd = np.take_along_axis(part, o, axis=1), np.take_along_axis(pd, o, axis=1)
-        if exclude_self:
-            own = np.arange(s, s + len(q))[:, None]
-            keep = part != own
-            # drop self (or the last one if self was not among them)
-            part = np.array([r[m][:k] for r, m in zip(part, keep)])
-            pd = np.array([r[m][:k] for r, m in zip(pd, keep)])
-        out_ids[s:s + len(q)] = ids[part]
-        out_d[s:s + len(q)] = np.sqrt(np.maximum(pd, 0))
+        if own is not None:  # drop the query's own row, or the farthest one if it was not among them
+            keep = np.argsort(part == own[s:s + len(q), None], axis=1, kind="stable")[:, : kk - 1]
+            part, pd = np.take_along_axis(part, keep, axis=1), np.take_along_axis(pd, keep, axis=1)
+        m = min(k, part.shape[1])
+        out_ids[s:s + len(q), :m] = ids[part[:, :m]]
+        out_d[s:s + len(q), :m] = np.sqrt(np.maximum(pd[:, :m], 0))
     return out_ids, out_d
 
 

@@ -1,0 +1,302 @@
+"""Spark batch job: FMA-style audio folder + FMA metadata -> MongoDB `tracks` (+ `extraction_errors`).
+
+    ./spark-submit.sh feature_extraction/job.py [--audio-dir DIR] [--metadata-dir DIR] [--limit N] [--force]
+    python -m feature_extraction.job ...          (same, with a local SparkSession from conf/)
+
+Steps: list the audio files on the driver; read (_id, feature_version) of the stored tracks and skip
+the files whose features are current; spread the rest over partitions of a few files each; decode and
+extract on the executors (`mapInPandas`: one reused Python worker handles many files and warms librosa
+up once); join the metadata (a broadcast hash join); upsert each track by _id, or its error by path,
+with pymongo bulk writes from the executors. The only action collects one small status row per file,
+so the extraction runs once. A progress bar on the driver follows an accumulator of files done.
+
+The audio folder must be readable at the same path on every executor (local disk for `local[*]`, a
+shared mount on a cluster).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from conf import Settings, get_settings
+from feature_extraction import audio, layout, metadata
+from feature_extraction.features import ExtractorConfig, feature_version
+
+EXTRACT_SCHEMA = ("track_id long, path string, features array<double>, error string, audio_seconds double, "
+                  "decode_s double, extract_s double, worker string, warmups long")
+STATUS_SCHEMA = ("track_id long, path string, status string, reason string, has_metadata boolean, "
+                 "audio_seconds double, decode_s double, extract_s double, worker string, warmups long")
+META_SCHEMA = ("track_id long, title string, artist string, album string, album_type string, "
+               "genre_top string, genre_ids array<long>, genres array<string>, tags array<string>, "
+               "listens long, date_created string, duration double, license string, recording string, "
+               "has_metadata boolean")
+
+
+class JobError(RuntimeError):
+    """Bad input or a missing service: one line for the user."""
+
+
+def current_versions(settings: Settings) -> dict[int, str]:
+    """track id -> stored feature_version (one pymongo query with a projection)."""
+    from common.store import database
+
+    coll = database(settings)[settings.coll_tracks]
+    return {doc["_id"]: doc.get("feature_version") for doc in coll.find({}, {"feature_version": 1})}
+
+
+def check_store(settings: Settings) -> None:
+    from common.store import client
+
+    try:
+        client(settings, timeout_ms=3000).admin.command("ping")
+    except Exception as exc:
+        raise JobError(f"MongoDB not reachable at {settings.mongo_uri} ({type(exc).__name__}); "
+                       f"start it with `make up`") from None
+
+
+def plan_partitions(n_files: int, parallelism: int, settings: Settings) -> int:
+    if n_files <= 0:
+        return 1
+    if settings.extract_partitions > 0:
+        return min(settings.extract_partitions, n_files)
+    per_task = max(1, settings.extract_files_per_task)
+    return max(1, min(n_files, max(2 * parallelism, math.ceil(n_files / per_task))))
+
+
+def select(files: list[layout.AudioFile], versions: dict[int, str], version: str, force: bool = False):
+    """Split the listing into (to extract, skipped as current, unusable names). Pure."""
+    todo, current, unusable = [], [], []
+    for f in files:
+        if f.track_id is None or f.duplicate_of is not None:
+            unusable.append(f)
+        elif not force and versions.get(f.track_id) == version:
+            current.append(f)
+        else:
+            todo.append(f)
+    return todo, current, unusable
+
+
+def _unusable_reason(f: layout.AudioFile) -> str:
+    if f.track_id is None:
+        return f"{audio.BAD_NAME}: the file name is not an FMA track id (expected NNNNNN.ext)"
+    return f"{audio.DUPLICATE}: track {f.track_id} is already read from {f.duplicate_of}"
+
+
+def _write_unusable(settings: Settings, files: list[layout.AudioFile], version: str) -> None:
+    if not files:
+        return
+    from datetime import datetime, timezone
+
+    from pymongo import ReplaceOne
+
+    from common.store import database
+    from feature_extraction.worker import error_document
+
+    at = datetime.now(timezone.utc)
+    ops = [ReplaceOne({"_id": f.path}, error_document(f.path, f.track_id, _unusable_reason(f), version, at),
+                      upsert=True) for f in files]
+    database(settings)[settings.coll_errors].bulk_write(ops, ordered=False)
+
+
+def metadata_frame(spark, meta, track_ids: list[int]):
+    """The metadata rows of `track_ids` as a Spark DataFrame (META_SCHEMA)."""
+    import pandas as pd
+
+    wanted = meta.index.intersection(pd.Index(track_ids, dtype="int64"))
+    sub = meta.loc[wanted]
+    rows = []
+    for tid, row in zip(sub.index, sub.itertuples(index=False)):
+        rec = row._asdict()
+        rows.append((int(tid), rec["title"], rec["artist"], rec["album"], rec["album_type"],
+                     rec["genre_top"], [int(g) for g in rec["genre_ids"]], list(rec["genres"]),
+                     list(rec["tags"]), None if rec["listens"] is None else int(rec["listens"]),
+                     rec["date_created"], None if rec["duration"] is None else float(rec["duration"]),
+                     rec["license"], rec["recording"], True))
+    return spark.createDataFrame(rows, META_SCHEMA).coalesce(1)
+
+
+class Progress:
+    """A tqdm bar on the driver fed by accumulators (files done, failed), polled by a thread."""
+
+    def __init__(self, total: int, done_acc, failed_acc, enabled: bool = True, interval: float = 0.5):
+        self.total, self.done_acc, self.failed_acc = total, done_acc, failed_acc
+        self.enabled, self.interval = enabled and total > 0, interval
+        self._stop = threading.Event()
+        self._thread = None
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="file", desc="extract", dynamic_ncols=True, smoothing=0.1,
+                            file=sys.stderr)
+            self._thread = threading.Thread(target=self._poll, name="extract-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _update(self):
+        done = min(self.done_acc.value, self.total)
+        if done != self.bar.n:
+            self.bar.update(done - self.bar.n)
+        self.bar.set_postfix(failed=self.failed_acc.value, refresh=False)
+        self.bar.refresh()
+
+    def _poll(self):
+        while not self._stop.wait(self.interval):
+            self._update()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.bar is not None:
+            self._update()
+            self.bar.close()
+        return False
+
+
+def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int | None = None,
+        force: bool = False, progress: bool = True) -> dict:
+    """Extract features of every file under `audio_dir` whose stored version is not current, and
+    upsert the tracks with their metadata. Returns the summary (counts, timings, errors)."""
+    started = time.perf_counter()
+    audio_root = Path(audio_dir or settings.audio_dir).resolve()
+    meta_dir = Path(metadata_dir or settings.metadata_dir)
+    cfg = ExtractorConfig.from_settings(settings)
+    version = feature_version(cfg)
+
+    try:
+        files = layout.list_audio_files(audio_root)
+    except FileNotFoundError as exc:
+        raise JobError(str(exc)) from None
+    if not files:
+        raise JobError(f"no audio files under {audio_root} (expected FMA layout NNN/NNNNNN.mp3)")
+    try:
+        meta = metadata.load_metadata(meta_dir)
+    except metadata.MetadataError as exc:
+        raise JobError(str(exc)) from None
+    if limit is not None:
+        files = files[: max(0, int(limit))]
+    check_store(settings)
+
+    todo, current, unusable = select(files, current_versions(settings), version, force)
+    _write_unusable(settings, unusable, version)
+
+    statuses = []
+    n_parts = 0
+    if todo:
+        from pyspark.sql import functions as F
+
+        sc = spark.sparkContext
+        from feature_extraction.worker import make_extractor, make_writer
+
+        n_parts = plan_partitions(len(todo), sc.defaultParallelism, settings)
+        done_acc, failed_acc = sc.accumulator(0), sc.accumulator(0)
+        paths = spark.createDataFrame(
+            sc.parallelize([(f.track_id, f.path) for f in todo], n_parts), "track_id long, path string")
+        extracted = paths.mapInPandas(
+            make_extractor(str(audio_root), cfg, settings.min_seconds, done_acc, failed_acc), EXTRACT_SCHEMA)
+        meta_df = metadata_frame(spark, meta, [f.track_id for f in todo])
+        joined = extracted.join(F.broadcast(meta_df), on="track_id", how="left")
+        written = joined.mapInPandas(
+            make_writer(settings.mongo_uri_with_secret, settings.mongo_db, settings.coll_tracks,
+                        settings.coll_errors, version), STATUS_SCHEMA)
+        sc.setJobDescription(f"extract features of {len(todo)} files ({n_parts} tasks)")
+        with Progress(len(todo), done_acc, failed_acc, enabled=progress):
+            statuses = [r.asDict() for r in written.collect()]
+        sc.setJobDescription(None)
+
+    return summarise(statuses, files, current, unusable, version, time.perf_counter() - started, n_parts,
+                     str(audio_root), meta.attrs.get("source"))
+
+
+def summarise(statuses: list[dict], files, current, unusable, version: str, seconds: float, n_parts: int,
+              audio_root: str, metadata_source: str | None) -> dict:
+    """The job summary from the per-file status rows. Pure."""
+    extracted = [s for s in statuses if s["status"] == "extracted"]
+    failed = [s for s in statuses if s["status"] == "failed"]
+    failures = [{"path": s["path"], "reason": s["reason"]} for s in failed]
+    failures += [{"path": f.path, "reason": _unusable_reason(f)} for f in unusable]
+    reasons = Counter(f["reason"].split(":", 1)[0] for f in failures)
+    decode = [s["decode_s"] for s in extracted if s["decode_s"] is not None]
+    extract = [s["extract_s"] for s in extracted if s["extract_s"] is not None]
+    workers = {s["worker"]: s["warmups"] for s in statuses}
+    return {
+        "audio_root": audio_root,
+        "metadata": metadata_source,
+        "feature_version": version,
+        "files": len(files),
+        "extracted": len(extracted),
+        "skipped_current": len(current),
+        "failed": len(failures),
+        "failure_reasons": dict(reasons),
+        "failures": failures,
+        "without_metadata": sum(1 for s in extracted if not s["has_metadata"]),
+        "tasks": n_parts,
+        "python_workers": len(workers),
+        "warmups": sum(workers.values()),
+        "decode_s_mean": sum(decode) / len(decode) if decode else None,
+        "extract_s_mean": sum(extract) / len(extract) if extract else None,
+        "seconds": seconds,
+        "tracks_per_s": len(extracted) / seconds if seconds > 0 else None,
+    }
+
+
+def summary_line(s: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["failure_reasons"].items()))
+    line = (f"extracted {s['extracted']}, skipped {s['skipped_current']} as current, failed {s['failed']}"
+            f"{f' ({reasons})' if reasons else ''}; {s['without_metadata']} without metadata; "
+            f"{s['seconds']:.1f} s")
+    if s["extracted"]:
+        line += (f", {s['tracks_per_s']:.2f} tracks/s (decode {s['decode_s_mean'] * 1000:.0f} ms + features "
+                 f"{s['extract_s_mean'] * 1000:.0f} ms per file, {s['python_workers']} Python workers)")
+    return line + f"; feature version {s['feature_version']}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="feature_extraction/job.py",
+        usage="./spark-submit.sh feature_extraction/job.py [--audio-dir DIR] [--metadata-dir DIR] "
+              "[--limit N] [--force] [--no-progress]",
+        description="Extract audio features of an FMA-style folder into MongoDB `tracks`.")
+    parser.add_argument("--audio-dir", help="FMA-style audio folder (default: settings audio_dir)")
+    parser.add_argument("--metadata-dir", help="folder with tracks.csv or raw_tracks.csv and genres.csv "
+                                               "(default: settings metadata_dir)")
+    parser.add_argument("--limit", type=int, help="only the first N files (by path)")
+    parser.add_argument("--force", action="store_true", help="re-extract tracks whose features are current")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--show-failures", type=int, default=10, help="failures listed in the output")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    from common.spark import build_session
+
+    # plain `python -m`: run the executors' Python workers with this interpreter (spark-submit.sh sets it)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    spark = build_session(settings, "extract-features")
+    try:
+        summary = run(spark, settings, args.audio_dir, args.metadata_dir, args.limit, args.force,
+                      progress=not args.no_progress)
+    except JobError as exc:
+        print(f"extract-features: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    for failure in summary["failures"][: args.show_failures]:
+        print(f"  failed {failure['path']}: {failure['reason']}")
+    if len(summary["failures"]) > args.show_failures:
+        print(f"  ... {len(summary['failures']) - args.show_failures} more in {settings.coll_errors}")
+    print(summary_line(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,9 +21,7 @@ def _options(search: str, wanted: str | None) -> list[str]:
     ordered = list(dict.fromkeys(([wanted] if wanted else []) + recent + users))
     text = search.strip().lower()
     if text:
-        ordered = [u for u in ordered if text in u.lower()]
-        if search.strip() not in ordered:
-            ordered.insert(0, search.strip())  # an exact id the lists do not hold (yet)
+        ordered = [u for u in ordered if text in u.lower()] or [search.strip()]  # else: an id as typed
     return ordered[:500]
 
 

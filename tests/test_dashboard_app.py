@@ -1,0 +1,380 @@
+"""The dashboard's pages run in-process with Streamlit's AppTest against a real store.
+
+`fill_dashboard_store` is the one place that decides what the store holds: today contract-shaped
+documents (dashboard/synthetic.py); when the pipeline's jobs land it can run them instead (extraction,
+model fit, simulator + streaming job) as long as it returns the same summary."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from dashboard import synthetic
+
+pytestmark = pytest.mark.integration
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+FMA_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fma" / "000002.mp3"
+USER = synthetic.user_id(1)
+
+
+def fill_dashboard_store(settings, db) -> dict:
+    """Fill `settings.mongo_db` the way the pipeline would; returns {collection: documents written}."""
+    return synthetic.fill(db, settings, n_tracks=80, n_users=6, n_events=300, n_batches=120, n_versions=3)
+
+
+def dashboard_env(settings) -> dict[str, str]:
+    """The MUSICREC_ variables that point an in-process or served dashboard at `settings`."""
+    names = ["mongo_uri", "mongo_db", "kafka_bootstrap", "topic_activity", "dashboard_cache_dir", "audio_dir",
+             "dashboard_ttl_s"] + [n for n in type(settings).model_fields if n.startswith("coll_")]
+    return {f"MUSICREC_{n.upper()}": str(getattr(settings, n)) for n in names}
+
+
+@pytest.fixture(scope="module")
+def dash_settings(settings, tmp_path_factory):
+    """The session's test settings with a database of its own (other modules' tests write the same
+    collection names), a private snapshot folder and an audio folder holding one real FMA clip."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    audio = tmp / "audio"
+    (audio / "000").mkdir(parents=True)
+    shutil.copy(FMA_CLIP, audio / "000" / "000002.mp3")
+    return settings.model_copy(update={"mongo_db": f"{settings.mongo_db}_dash", "dashboard_cache_dir": tmp / "cache",
+                                       "audio_dir": audio})
+
+
+@pytest.fixture(scope="module")
+def store(dash_settings):
+    from common.store import client
+
+    c = client(dash_settings)
+    try:
+        c.admin.command("ping")
+    except Exception as exc:
+        pytest.fail(f"store not reachable at {dash_settings.mongo_uri}: {exc}. Run `make up`.")
+    db = c[dash_settings.mongo_db]
+    written = fill_dashboard_store(dash_settings, db)
+    yield db, written
+    c.drop_database(dash_settings.mongo_db)
+    c.close()
+
+
+@pytest.fixture
+def env(dash_settings, monkeypatch):
+    for key, value in dashboard_env(dash_settings).items():
+        monkeypatch.setenv(key, value)
+    return dash_settings
+
+
+def app(page: str | None = None, **query):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def run_until(at, predicate, timeout_s: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while not predicate(at):
+        if time.monotonic() > deadline:
+            pytest.fail(f"page never showed {what}")
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
+# --- Live ---------------------------------------------------------------------------------------------
+def test_live_page_shows_stream_figures_charts_and_feed(store, env):
+    db, written = store
+    at = app()
+    assert texts(at, "title") == ["Live"]
+    assert "store ok" in at.caption[0].value and "Kafka" in at.caption[0].value
+    now = datetime.now(timezone.utc)
+    in_window = [b for b in written[env.coll_batches]
+                 if (now - b["written_at"]).total_seconds() < 10 * 60 - 5]
+    assert abs(int(metric(at, "Batches").replace(",", "")) - len(in_window)) <= 2
+    newest = max(written[env.coll_batches], key=lambda b: b["written_at"])
+    assert metric(at, "Batch duration") == f"{newest['duration_ms']:,.0f} ms"
+    assert metric(at, "Latency p50 / p95") == f"{newest['latency_ms_p50']:,.0f} ms / {newest['latency_ms_p95']:,.0f} ms"
+    assert len(at.get("arrow_area_chart")) + len(at.get("arrow_line_chart")) + len(at.get("vega_lite_chart")) >= 3
+    feed = at.dataframe[0].value
+    events = sorted(written[env.coll_activity], key=lambda e: e["event_time"], reverse=True)
+    assert len(feed) == 50
+    assert feed["user"].tolist()[:5] == [e["user_id"] for e in events[:5]]
+    assert feed["action"].tolist()[:5] == [e["action"] for e in events[:5]]
+    first = next(t for t in written[env.coll_tracks] if t["_id"] == events[0]["track_id"])
+    assert feed["track"].iloc[0] in (f"{first['title']} - {first['artist']}", f"#{first['_id']}")
+    # the window selector narrows the figures
+    at.radio[0].set_value(1).run()
+    assert int(metric(at, "Batches").replace(",", "")) < len(in_window)
+
+
+# --- User ---------------------------------------------------------------------------------------------
+def test_user_page_shows_recommendations_activity_and_changes(store, env):
+    db, written = store
+    coll = db[env.coll_recommendations]
+    doc = coll.find_one({"_id": USER})
+    at = app("views/user.py", user=USER)
+    assert at.selectbox(key="user_pick").value == USER
+    table = at.table[0].value
+    assert table["title"].tolist() == [it["title"] for it in doc["items"]]
+    assert table["reason"].tolist() == [it["reason"] for it in doc["items"]]
+    assert table["genre"].tolist() == [it["genre_top"] for it in doc["items"]]
+    assert any("first version this dashboard has seen" in c for c in texts(at, "caption"))
+    mine = [e for e in written[env.coll_activity] if e["user_id"] == USER]
+    activity = at.dataframe[0].value
+    assert 0 < len(activity) == min(20, len(mine))
+
+    # the streaming job replaces the document: the page shows the new list and how it changed
+    tracks = {t["_id"]: t for t in written[env.coll_tracks]}
+    old = [it["track_id"] for it in doc["items"]]
+    new_ids = [2] + old[2:][::-1] + [t for t in tracks if t not in old and t != 2][:1]
+    items = [{"track_id": t, "title": tracks[t]["title"], "artist": tracks[t]["artist"],
+              "genre_top": tracks[t]["genre_top"], "score": 1.0 - i / 20, "reason": "because you liked Track 9",
+              "reason_track_id": 9} for i, t in enumerate(new_ids)]
+    coll.replace_one({"_id": USER}, synthetic.recommendation_doc(USER, items, batch_id=2))
+    run_until(at, lambda a: a.table[0].value["title"].tolist()[0] == tracks[2]["title"], 30, "the new list")
+    table = at.table[0].value
+    assert table["title"].tolist() == [it["title"] for it in items]
+    assert table["change"].iloc[0] == ("new" if 2 not in old else table["change"].iloc[0])
+    change = next(c for c in texts(at, "caption") if c.startswith("How the list changed since batch"))
+    assert "batch `1`" in change and "dropped" in change and "new" in change
+    # track 2's clip is on disk (a real FMA clip): the player offers it
+    at.run()
+    assert at.selectbox(key="clip").value == 2 and len(at.get("audio")) == 1
+
+
+def test_user_search_filters_the_user_list(store, env):
+    at = app("views/user.py")
+    run_until(at, lambda a: len(a.selectbox(key="user_pick").options) >= 6, 30, "every user")
+    at.text_input(key="user_search").input("00003").run()
+    assert at.selectbox(key="user_pick").options == [synthetic.user_id(3)]
+    at.text_input(key="user_search").input("nobody-like-this").run()
+    assert at.selectbox(key="user_pick").options == ["nobody-like-this"]
+    assert any("No recommendations for nobody-like-this" in i for i in texts(at, "info"))
+
+
+# --- Catalogue ----------------------------------------------------------------------------------------
+def chart_data(at) -> tuple[dict, list]:
+    """The map's Vega-Lite spec and its datasets (Arrow tables) as sent to the browser."""
+    import json
+
+    import pyarrow as pa
+
+    chart = at.get("vega_lite_chart")[0].proto
+    return json.loads(chart.spec), [pa.ipc.open_stream(ds.data.data).read_all().to_pandas() for ds in chart.datasets]
+
+
+def test_catalogue_page_maps_tracks_and_finds_more_like_this(store, env):
+    db, written = store
+    at = app("views/catalogue.py")
+    run_until(at, lambda a: len(a.get("vega_lite_chart")) == 1, 60, "the map")
+    assert "80 of 80 tracks drawn" in next(c for c in texts(at, "caption") if "tracks drawn" in c)
+    # more like this: the neighbour table of the chosen track, nearest first
+    target = written[env.coll_tracks][10]
+    at.text_input(key="track_search").input(str(target["_id"])).run()
+    assert at.selectbox(key="track_pick").value == target["_id"]
+    expected = next(n for n in written[env.coll_neighbours] if n["_id"] == target["_id"])["neighbours"]
+    table = at.table[0].value
+    titles = {t["_id"]: t["title"] for t in written[env.coll_tracks]}
+    assert table["title"].tolist() == [titles[e["track_id"]] for e in expected]
+    assert table["distance"].tolist() == pytest.approx([e["distance"] for e in expected])
+    # marking a user adds their recent tracks, taste and recommendations to the map
+    at.text_input(key="catalogue_user").input(USER).run()
+    caption = next(c for c in texts(at, "caption") if "tracks drawn" in c)
+    assert "recommended" in caption and "recent" in caption and "selected" in caption and "neighbour" in caption
+    spec, datasets = chart_data(at)
+    assert len(spec["layer"]) == 2 and sorted(len(d) for d in datasets)[-1] == 80
+    marked = next(d for d in datasets if "mark" in d.columns)
+    recs = next(r for r in written[env.coll_recommendations] if r["_id"] == USER)
+    current = db[env.coll_recommendations].find_one({"_id": USER})
+    assert set(marked.loc[marked["mark"] == "recommended", "track_id"]) == {it["track_id"] for it in current["items"]}
+    assert set(marked.loc[marked["mark"] == "neighbour", "track_id"]) == {e["track_id"] for e in expected}
+    assert (marked["mark"] == "taste").sum() <= 1 and recs["_id"] == USER
+
+
+# --- Model --------------------------------------------------------------------------------------------
+def test_model_page_shows_current_model_and_history(store, env):
+    db, written = store
+    models = [m for m in written[env.coll_models] if m["_id"] != "current"]
+    at = app("views/model.py")
+    newest = models[-1]
+    assert any(f"Current model `{newest['version']}`" in m for m in texts(at, "markdown"))
+    assert metric(at, "Recall@10") == f"{newest['metrics']['recall_at_10']:.3f}"
+    assert metric(at, "Genre precision@10") == f"{newest['metrics']['genre_precision_at_10']:.3f}"
+    assert metric(at, "Coverage") == f"{newest['metrics']['coverage']:.3f}"
+    params = at.table[0].value
+    assert params.loc["bands", "value"] == "32" and params.loc["tuning.target", "value"] == "0.95"
+    history = at.dataframe[0].value
+    assert history["version"].tolist() == [m["version"] for m in reversed(models)]
+    # the pointer decides which version is current
+    db[env.coll_models].replace_one({"_id": "current"}, {"_id": "current", "version": models[0]["version"]})
+    try:
+        run_until(at, lambda a: any(f"Current model `{models[0]['version']}`" in m for m in texts(a, "markdown")),
+                  30, "the older current model")
+        assert metric(at, "Recall@10") == f"{models[0]['metrics']['recall_at_10']:.3f}"
+    finally:
+        db[env.coll_models].replace_one({"_id": "current"}, {"_id": "current", "version": newest["version"]})
+
+
+def test_pages_show_empty_states_on_an_empty_database(env, monkeypatch, tmp_path):
+    monkeypatch.setenv("MUSICREC_MONGO_DB", f"{env.mongo_db}_empty")
+    for page in (None, "views/user.py", "views/model.py"):
+        at = app(page)
+        assert at.info, page  # one line saying what is missing, no traceback
+    at = app("views/catalogue.py")
+    run_until(at, lambda a: any("catalogue is empty" in i for i in texts(a, "info")), 30, "the empty catalogue")
+
+
+# --- a store that goes away and comes back ------------------------------------------------------------
+class Proxy:
+    """A TCP forwarder to the store that the test can stop and restart on the same port."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._server = None
+        self._conns: list[socket.socket] = []
+
+    def start(self) -> None:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv) -> None:
+        while True:
+            try:
+                a, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                b = socket.create_connection(self.target)
+            except OSError:
+                a.close()
+                continue
+            self._conns += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pipe(x, y) -> None:
+        try:
+            while data := x.recv(65536):
+                y.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (x, y):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for c in self._conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+        self._conns = []
+
+
+def test_store_and_kafka_outages_are_one_line_and_pages_recover(store, env, monkeypatch):
+    from urllib.parse import urlsplit
+
+    host = urlsplit(env.mongo_uri)
+    proxy = Proxy((host.hostname, host.port or 27017))
+    proxy.start()
+    monkeypatch.setenv("MUSICREC_MONGO_URI", f"mongodb://127.0.0.1:{proxy.port}/")
+    try:
+        at = app("views/user.py", user=USER)
+        assert "store ok" in at.caption[0].value and len(at.table) == 1
+        proxy.stop()
+        run_until(at, lambda a: "store unreachable" in a.caption[0].value, 30, "the store outage")
+        assert len(at.table) == 0 and any("store is down" in w for w in texts(at, "warning"))
+        assert len(at.caption[0].value.splitlines()) == 1
+        for page in ("views/live.py", "views/model.py", "views/user.py"):
+            at.switch_page(page).run()
+            assert not at.exception and "store unreachable" in at.caption[0].value
+        proxy.start()
+        run_until(at, lambda a: "store ok" in a.caption[0].value and len(a.table) == 1, 60, "the store again")
+    finally:
+        proxy.stop()
+    # Kafka down: said in the same line, the pages keep working from the store
+    monkeypatch.setenv("MUSICREC_MONGO_URI", env.mongo_uri)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("MUSICREC_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed}")
+    at = app()
+    line = at.caption[0].value
+    assert "store ok" in line and "Kafka unreachable" in line and len(line.splitlines()) == 1
+    assert at.dataframe and not at.exception
+
+
+WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify", "createIndexes", "dropIndexes", "drop",
+                  "dropDatabase", "create", "collMod", "renameCollection", "bulkWrite"}
+
+
+def test_the_dashboard_never_writes_to_the_store(store, env, monkeypatch):
+    """Every command the pages and their background snapshots send is recorded: none is a write."""
+    from pymongo import monitoring
+
+    class Recorder(monitoring.CommandListener):
+        def __init__(self):
+            self.commands: list[str] = []
+            self.active = True
+
+        def started(self, event):
+            if self.active:
+                self.commands.append(event.command_name)
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    recorder = Recorder()
+    monitoring.register(recorder)  # applies to clients created from now on: a new URI makes new ones
+    monkeypatch.setenv("MUSICREC_MONGO_URI", f"{env.mongo_uri.rstrip('/')}/?appname=readonly-check")
+    try:
+        at = app(user=USER)
+        for page in ("views/user.py", "views/catalogue.py", "views/model.py", "views/live.py"):
+            at.switch_page(page).run()
+            assert not at.exception
+        at.switch_page("views/catalogue.py").run()
+        run_until(at, lambda a: len(a.get("vega_lite_chart")) == 1, 60, "the map")
+        at.text_input(key="track_search").input("Track 1").run()
+    finally:
+        recorder.active = False  # pymongo cannot unregister a listener; this one stops recording
+    assert {"find", "buildInfo"} <= set(recorder.commands)
+    assert sorted(set(recorder.commands) & WRITE_COMMANDS) == []

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     recall_target: float = Field(0.95, description="tuning target for recall@10")
     top_k: int = Field(10, description="recommendations and neighbours per item")
     seed: int = Field(42, description="random seed for fits and samples")
+    lsh_tune: bool = Field(True, description="fit: pick PCA and LSH parameters by tuning (else the lsh_* and pca_k above)")
+    tune_queries: int = Field(500, description="fit: sample queries for tuning")
+    eval_queries: int = Field(1000, description="fit: sample queries for evaluation against exact neighbours")
 
     # --- streaming -----------------------------------------------------------------------------------
     trigger_seconds: float = Field(0.5, description="micro-batch trigger interval")

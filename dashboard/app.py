@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard
 
 import streamlit as st  # noqa: E402
 
-from dashboard import ui  # noqa: E402
+from dashboard import data, ui  # noqa: E402
 
 st.set_page_config(page_title="musicrec", page_icon=":material/library_music:", layout="wide")
 
@@ -28,4 +28,6 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.status_bar()
+for kind in ("catalogue", "neighbours"):  # start (or keep) the snapshots loading before a page needs them
+    data.snapshot(kind)
 page.run()

@@ -1,7 +1,10 @@
-"""What the pages read, cached: one MongoDB client per URI (`st.cache_resource`), the per-refresh queries
-with a TTL of `dashboard_ttl_s` (`st.cache_data`), and the whole-collection snapshots (catalogue,
-neighbours, users) refreshed in the background. Every accessor returns an empty value instead of raising
-when the store is down; the status bar says so in one line."""
+"""What the pages read, cached: one MongoDB client per URI (`st.cache_resource`); the lookups by key (a
+user's recommendations, a user's events, the models) with a TTL of `dashboard_ttl_s` (`st.cache_data`);
+and the reads whose cost grows with a collection, refreshed by background readers shared by all
+sessions: the newest events and the last hour of micro-batches every `dashboard_ttl_s`, the catalogue,
+neighbour and user snapshots when the store changes. A page therefore never waits for a scan (FerretDB
+scans where MongoDB uses an index, see store.py). Every accessor returns an empty value instead of
+raising when the store is down; the status bar says so in one line."""
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +16,13 @@ import streamlit as st
 
 from conf import Settings
 from dashboard import background, catalogue as catalogue_mod, config, listdiff, metrics, store
+from dashboard.timefmt import to_utc
 
 TTL = float(config.current().dashboard_ttl_s)
 FEED_WINDOW = 500          # newest events read for the feed and the recent-user list
+BATCH_WINDOW_MIN = 60      # minutes of micro-batches read for the Live page (its longest window)
+LIVE_WAIT_S = 1.5          # how long a page waits for the first feed/batches read of a new process
+LIVE_IDLE_S = 60.0         # the live reads stop this long after the last page asked for them
 USER_EVENTS = 20
 CATALOGUE_CHECK_S = 30.0   # how often a background snapshot checks whether the store changed
 USERS_REFRESH_S = 30.0
@@ -70,17 +77,6 @@ def store_up() -> bool:
 
 # --- per-refresh queries -------------------------------------------------------------------------------
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _batches(where, minutes: float, _s: Settings) -> list[dict]:
-    since = metrics.since(datetime.now(timezone.utc), minutes)
-    return store.batches_since(database(_s), _s, since)
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def _latest_events(where, limit: int, _s: Settings) -> list[dict]:
-    return store.latest_events(database(_s), _s, limit)
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
 def _user_events(where, user: str, limit: int, _s: Settings) -> list[dict]:
     return store.user_events(database(_s), _s, user, limit)
 
@@ -105,12 +101,25 @@ def _safe(fn, default, *args):
         return default
 
 
+def _live(kind: str) -> list[dict]:
+    if not store_up():
+        return []
+    return snapshot(kind, wait_s=LIVE_WAIT_S).value or []
+
+
 def batches(minutes: float) -> list[dict]:
-    return _safe(_batches, [], float(minutes))
+    """Micro-batches of the last `minutes` (at most BATCH_WINDOW_MIN), oldest first."""
+    since = metrics.since(datetime.now(timezone.utc), minutes)
+    out = []
+    for doc in _live("batches"):
+        at = to_utc(doc.get("written_at"))
+        if at is not None and at.replace(tzinfo=None) >= since:
+            out.append(doc)
+    return out
 
 
 def latest_events(limit: int = FEED_WINDOW) -> list[dict]:
-    return _safe(_latest_events, [], int(limit))
+    return _live("feed")[:limit]
 
 
 def user_events(user: str, limit: int = USER_EVENTS) -> list[dict]:
@@ -219,15 +228,29 @@ def load_users(s: Settings, client, previous, progress) -> list[str]:
     return [str(uid) for uid, _ in rows]
 
 
-_LOADERS = {"catalogue": (load_catalogue, CATALOGUE_CHECK_S), "neighbours": (load_neighbours, CATALOGUE_CHECK_S),
-            "users": (load_users, USERS_REFRESH_S)}
+def load_feed(s: Settings, client, previous, progress) -> list[dict]:
+    return store.latest_events(client[s.mongo_db], s, FEED_WINDOW)
+
+
+def load_batches(s: Settings, client, previous, progress) -> list[dict]:
+    since = metrics.since(datetime.now(timezone.utc), BATCH_WINDOW_MIN)
+    return store.batches_since(client[s.mongo_db], s, since)[::-1]
+
+
+# kind: (loader, seconds between loads, seconds without a reader before it pauses)
+_LOADERS = {"catalogue": (load_catalogue, CATALOGUE_CHECK_S, 300.0),
+            "neighbours": (load_neighbours, CATALOGUE_CHECK_S, 300.0),
+            "users": (load_users, USERS_REFRESH_S, 300.0),
+            "feed": (load_feed, TTL, LIVE_IDLE_S),
+            "batches": (load_batches, TTL, LIVE_IDLE_S)}
 
 
 @st.cache_resource(show_spinner=False)
 def _refresher(kind: str, where, _s: Settings) -> background.Refresher:
-    load, every = _LOADERS[kind]
+    """One background reader per kind and store, shared by every session of this process."""
+    load, every, idle = _LOADERS[kind]
     client = store.client(_s, timeout_ms=store.STORE_TIMEOUT_MS)
-    return background.Refresher(kind, lambda prev, progress: load(_s, client, prev, progress), every)
+    return background.Refresher(kind, lambda prev, progress: load(_s, client, prev, progress), every, idle_s=idle)
 
 
 def snapshot(kind: str, wait_s: float = 0.0) -> background.Snapshot:

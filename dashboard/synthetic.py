@@ -20,26 +20,36 @@ def user_id(i: int) -> str:
     return f"user-{i:05d}"
 
 
-def track_docs(n: int, seed: int = 0, first_id: int = 2, dim: int = FEATURE_DIM, genres: int = 8) -> list[dict]:
-    """Tracks whose features cluster by genre (so the map shows clusters); ids start at `first_id`."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(genres, 16)) * 3.0
-    mix = rng.normal(size=(16, dim))
-    scale = 10.0 ** rng.uniform(-2, 2, size=dim)
+def _world(dim: int, genres: int, seed: int):
+    """The fixed part of the generator (genre centres, mixing, per-feature scales): the same for every
+    chunk of one catalogue, so a catalogue can be generated in pieces."""
+    rng = np.random.default_rng([seed, 7])
+    return rng.normal(size=(genres, 16)) * 3.0, rng.normal(size=(16, dim)), 10.0 ** rng.uniform(-2, 2, size=dim)
+
+
+def track_docs(n: int, seed: int = 0, first_id: int = 2, dim: int = FEATURE_DIM, genres: int = 8,
+               features: bool = True) -> list[dict]:
+    """Tracks whose features cluster by genre (so the map shows clusters); ids start at `first_id`.
+    Chunks generated with the same seed and consecutive `first_id`s form one catalogue."""
+    centres, mix, scale = _world(dim, genres, seed)
+    rng = np.random.default_rng([seed, first_id])
     genre = rng.integers(0, genres, size=n)
     latent = centres[genre] + rng.normal(size=(n, 16))
-    feats = (latent @ mix + rng.normal(size=(n, dim)) * 0.1) * scale
+    feats = (latent @ mix + rng.normal(size=(n, dim)) * 0.1) * scale if features else None
     now = datetime.now(timezone.utc).replace(microsecond=0)
+    per_artist = 5
     docs = []
     for i in range(n):
         tid = first_id + i
         g = GENRES[int(genre[i]) % len(GENRES)]
-        docs.append({"_id": tid, "title": f"Track {tid}", "artist": f"Artist {tid % max(1, n // 5)}",
-                     "album": f"Album {tid % max(1, n // 10)}", "album_type": "Album", "genre_top": g,
-                     "genre_ids": [], "genres": [g], "tags": [], "listens": int(rng.zipf(1.5) % 100000),
-                     "date_created": None, "duration": 30.0, "license": "CC BY 4.0", "recording": None,
-                     "path": f"{tid:06d}"[:3] + f"/{tid:06d}.mp3", "features": [round(float(v), 5) for v in feats[i]],
-                     "feature_version": "synthetic", "extracted_at": now})
+        doc = {"_id": tid, "title": f"Track {tid}", "artist": f"Artist {tid // per_artist}",
+               "album": f"Album {tid // (2 * per_artist)}", "album_type": "Album", "genre_top": g,
+               "genre_ids": [], "genres": [g], "tags": [], "listens": int(rng.zipf(1.5) % 100000),
+               "date_created": None, "duration": 30.0, "license": "CC BY 4.0", "recording": None,
+               "path": f"{tid:06d}"[:3] + f"/{tid:06d}.mp3", "feature_version": "synthetic", "extracted_at": now}
+        if feats is not None:
+            doc["features"] = [round(float(v), 5) for v in feats[i]]
+        docs.append(doc)
     return docs
 
 

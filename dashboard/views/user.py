@@ -58,7 +58,14 @@ def recommendations(user: str) -> None:
         if change is None:
             st.caption("How the list changed: this is the first version this dashboard has seen.")
         else:
-            dropped = ", ".join(data.track_label(r["track_id"]) for r in change.removed[:5])
+            before = {it.get("track_id"): it for it in previous[1] if isinstance(it, dict)}
+
+            def label(tid) -> str:
+                it = before.get(tid) or {}
+                return (f"{it['title']} - {it.get('artist') or ''}".rstrip(" -") if it.get("title")
+                        else data.track_label(tid))
+
+            dropped = ", ".join(label(r["track_id"]) for r in change.removed[:5])
             more = f" (+{len(change.removed) - 5})" if len(change.removed) > 5 else ""
             st.caption(f"How the list changed since batch `{previous[0][0]}`: {change.text()}"
                        + (f"; dropped: {dropped}{more}" if dropped else ""))

@@ -100,9 +100,9 @@ def fill(db, s, args) -> None:
     # the live collections are rewritten every run, so "the last 10 minutes" holds data
     db[s.coll_activity].drop()
     db[s.coll_batches].drop()
-    indexes.ensure(db, s)
     synthetic._insert(db[s.coll_activity], synthetic.activity_docs(light, args.users, args.events), chunk=2000)
     synthetic._insert(db[s.coll_batches], synthetic.batch_docs(args.batches, minutes=60), chunk=2000)
+    indexes.ensure(db, s)  # the dashboard's setup step (python -m dashboard.indexes)
 
 
 def data_rows(db, s, args, ferret: bool) -> list[list[str]]:

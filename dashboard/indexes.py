@@ -25,15 +25,25 @@ def wanted(settings: Settings) -> dict[str, list[tuple[str, list[tuple[str, int]
     }
 
 
-def ensure(db, settings: Settings) -> list[str]:
-    """Create what is missing; returns 'collection.index' for every index wanted (created or there)."""
+def ensure(db, settings: Settings) -> tuple[list[str], list[str]]:
+    """Create what is missing on the collections that exist; returns ('collection.index' created or
+    already there, collections skipped). A collection that does not exist yet is left to its writer (the
+    streaming job may create it with options, e.g. capped, which an index would pre-empt): run this step
+    again once it exists."""
     from pymongo import IndexModel
 
-    done = []
+    done, skipped = [], []
+    present = set(db.list_collection_names())
     for coll, specs in wanted(settings).items():
-        db[coll].create_indexes([IndexModel(keys, name=name) for name, keys in specs])
+        if coll not in present:
+            skipped.append(coll)
+            continue
+        have = set(db[coll].index_information())
+        missing = [IndexModel(keys, name=name) for name, keys in specs if name not in have]
+        if missing:  # only what is missing: FerretDB v1.24 panics on re-creating an existing compound index
+            db[coll].create_indexes(missing)
         done += [f"{coll}.{name}" for name, _ in specs]
-    return done
+    return done, skipped
 
 
 def existing(db, settings: Settings) -> dict[str, list[str]]:
@@ -53,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             for coll, names in existing(db, settings).items():
                 print(f"{settings.mongo_db}.{coll}: {', '.join(names) or '-'}")
         else:
-            for name in ensure(db, settings):
+            done, skipped = ensure(db, settings)
+            for name in done:
                 print(f"index {settings.mongo_db}.{name}: ok")
+            for coll in skipped:
+                print(f"index {settings.mongo_db}.{coll}: skipped, the collection does not exist yet")
     except Exception as exc:
         print(f"dashboard.indexes: cannot reach the store at {settings.mongo_uri}: {str(exc).splitlines()[0]}",
               file=sys.stderr)

@@ -61,8 +61,11 @@ def model_docs(n_versions: int = 2, catalogue_size: int = 0, k: int = 10) -> lis
         docs.append({"_id": version, "version": version, "created_at": now - timedelta(hours=n_versions - v),
                      "path": f"models/{version}", "feature_version": "synthetic", "catalogue_size": catalogue_size,
                      "params": {"bucket_length": 4.0, "band_size": 8, "bands": 32, "pca_k": 64, "top_k": k},
-                     "metrics": {"recall_at_10": 0.90 + 0.02 * v, "genre_precision_at_10": 0.60 + 0.05 * v,
-                                 "coverage": 0.50 + 0.1 * v, "candidates_fraction": 0.14},
+                     # the model job's names (recall_at_k with k); the first version uses the older @10 names
+                     "metrics": ({"recall_at_10": 0.90 + 0.02 * v, "genre_precision_at_10": 0.60 + 0.05 * v}
+                                 if v == 1 else {"k": k, "recall_at_k": 0.90 + 0.02 * v,
+                                                 "genre_precision_at_k": 0.60 + 0.05 * v})
+                                | {"coverage": 0.50 + 0.1 * v, "candidate_fraction": 0.14},
                      "tuning": {"target": 0.95, "tried": v}})
     docs.append({"_id": "current", "version": docs[-1]["version"]})
     return docs

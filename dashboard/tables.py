@@ -116,21 +116,37 @@ def taste_weights(events: Iterable[Mapping]) -> dict:
     return out
 
 
+HEADLINE = {  # the page's three figures and the metric names the model job may use for them
+    "recall": ("recall_at_10", "recall_at_k"),
+    "genre_precision": ("genre_precision_at_10", "genre_precision_at_k"),
+    "coverage": ("coverage",),
+}
+
+
+def headline(metrics: Mapping | None) -> dict:
+    """{recall, genre_precision, coverage, k} from a model's metrics, whichever of the names it uses
+    (`recall_at_10` or `recall_at_k` with `k`); missing values are None, k defaults to 10."""
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+    out = {name: next((v for v in (_score(metrics.get(n)) for n in names) if v is not None), None)
+           for name, names in HEADLINE.items()}
+    k = metrics.get("k")
+    out["k"] = int(k) if isinstance(k, (int, float)) and not isinstance(k, bool) and k > 0 else 10
+    return out
+
+
 def model_rows(models: Iterable[Mapping]) -> pd.DataFrame:
     """One row per model version (pointer documents skipped), newest first: version, created, catalogue
-    size, recall@10, genre precision@10, coverage."""
+    size, k, recall@k, genre precision@k, coverage."""
     rows = []
     for doc in models:
         if not isinstance(doc, Mapping) or doc.get("_id") == "current" or not (doc.get("version") or doc.get("_id")):
             continue
-        metrics = doc.get("metrics") if isinstance(doc.get("metrics"), Mapping) else {}
+        head = headline(doc.get("metrics"))
         rows.append({"version": str(doc.get("version") or doc.get("_id")), "created_at": to_utc(doc.get("created_at")),
-                     "catalogue_size": doc.get("catalogue_size"),
-                     "recall_at_10": _score(metrics.get("recall_at_10")),
-                     "genre_precision_at_10": _score(metrics.get("genre_precision_at_10")),
-                     "coverage": _score(metrics.get("coverage"))})
-    df = pd.DataFrame(rows, columns=["version", "created_at", "catalogue_size", "recall_at_10",
-                                     "genre_precision_at_10", "coverage"])
+                     "catalogue_size": doc.get("catalogue_size"), "k": head["k"], "recall": head["recall"],
+                     "genre_precision": head["genre_precision"], "coverage": head["coverage"]})
+    df = pd.DataFrame(rows, columns=["version", "created_at", "catalogue_size", "k", "recall", "genre_precision",
+                                     "coverage"])
     if len(df):
         df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
         df = df.sort_values(["created_at", "version"], ascending=False, na_position="last").reset_index(drop=True)

@@ -28,7 +28,7 @@ def store_down() -> bool:
     """True (after saying why, in one line) when the store cannot be read right now."""
     health = data.store_health()
     if not health.ok:
-        st.warning(f"Nothing to show while the store is down: {health.text}. This page recovers by itself.",
+        st.warning("The store is down (see the line above): this page shows its data again as soon as it is back.",
                    icon=":material/cloud_off:")
         return True
     return False

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import synthetic
+from dashboard import synthetic, tables
 
 pytestmark = pytest.mark.integration
 
@@ -218,10 +218,11 @@ def test_model_page_shows_current_model_and_history(store, env):
     models = [m for m in written[env.coll_models] if m["_id"] != "current"]
     at = app("views/model.py")
     newest = models[-1]
+    head = tables.headline(newest["metrics"])
     assert any(f"Current model `{newest['version']}`" in m for m in texts(at, "markdown"))
-    assert metric(at, "Recall@10") == f"{newest['metrics']['recall_at_10']:.3f}"
-    assert metric(at, "Genre precision@10") == f"{newest['metrics']['genre_precision_at_10']:.3f}"
-    assert metric(at, "Coverage") == f"{newest['metrics']['coverage']:.3f}"
+    assert metric(at, "Recall@10") == f"{head['recall']:.3f}"
+    assert metric(at, "Genre precision@10") == f"{head['genre_precision']:.3f}"
+    assert metric(at, "Coverage") == f"{head['coverage']:.3f}"
     params = at.table[0].value
     assert params.loc["bands", "value"] == "32" and params.loc["tuning.target", "value"] == "0.95"
     history = at.dataframe[0].value
@@ -231,7 +232,7 @@ def test_model_page_shows_current_model_and_history(store, env):
     try:
         run_until(at, lambda a: any(f"Current model `{models[0]['version']}`" in m for m in texts(a, "markdown")),
                   30, "the older current model")
-        assert metric(at, "Recall@10") == f"{models[0]['metrics']['recall_at_10']:.3f}"
+        assert metric(at, "Recall@10") == f"{models[0]['metrics']['recall_at_10']:.3f}"  # the older metric names
     finally:
         db[env.coll_models].replace_one({"_id": "current"}, {"_id": "current", "version": newest["version"]})
 
@@ -338,6 +339,28 @@ def test_store_and_kafka_outages_are_one_line_and_pages_recover(store, env, monk
     line = at.caption[0].value
     assert "store ok" in line and "Kafka unreachable" in line and len(line.splitlines()) == 1
     assert at.dataframe and not at.exception
+
+
+def test_index_setup_step_is_idempotent_and_leaves_missing_collections_to_their_writers(dash_settings):
+    from common.store import client
+
+    from dashboard import indexes
+
+    s = dash_settings.model_copy(update={"mongo_db": f"{dash_settings.mongo_db}_idx"})
+    c = client(s)
+    db = c[s.mongo_db]
+    try:
+        db[s.coll_activity].insert_one({"_id": "e1", "user_id": "u", "event_time": datetime.now(timezone.utc)})
+        done, skipped = indexes.ensure(db, s)
+        assert skipped == [s.coll_batches] and s.coll_batches not in db.list_collection_names()
+        assert {"event_time_desc", "user_event_time"} <= set(db[s.coll_activity].index_information())
+        assert indexes.ensure(db, s) == (done, skipped)  # again: nothing new, no error
+        db[s.coll_batches].insert_one({"_id": 1})
+        assert indexes.ensure(db, s)[1] == []
+        assert "written_at_desc" in db[s.coll_batches].index_information()
+    finally:
+        c.drop_database(s.mongo_db)
+        c.close()
 
 
 WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify", "createIndexes", "dropIndexes", "drop",

@@ -224,7 +224,11 @@ def test_model_rows_and_taste():
     docs.append({"_id": "broken", "metrics": "n/a"})
     df = tables.model_rows(docs)
     assert df["version"].tolist()[:3] == ["v003", "v002", "v001"] and "current" not in df["version"].tolist()
-    assert df["recall_at_10"].iloc[0] == pytest.approx(0.96)
+    assert df["recall"].tolist()[:3] == pytest.approx([0.96, 0.94, 0.92]) and df["k"].iloc[0] == 10
+    # the model job's names: recall_at_k with k
+    job = tables.headline({"k": 5, "recall_at_k": 0.97, "genre_precision_at_k": 0.5, "coverage": 0.8})
+    assert job == {"recall": 0.97, "genre_precision": 0.5, "coverage": 0.8, "k": 5}
+    assert tables.headline(None) == {"recall": None, "genre_precision": None, "coverage": None, "k": 10}
     assert tables.flat({"a": {"b": 1}, "c": [1, 2]}) == {"a.b": 1, "c": "1, 2"}
     w = tables.taste_weights([{"track_id": 1, "action": "like"}, {"track_id": 1, "action": "skip"},
                               {"track_id": 2, "action": "complete"}, {"action": "like"}])

@@ -84,19 +84,20 @@ def marks(user: str, focus: int | None) -> pd.DataFrame:
 
 def chart(base: pd.DataFrame, marked: pd.DataFrame) -> alt.Chart:
     tip = ["title", "artist", "genre_top", "track_id"]
-    points = alt.Chart(base).mark_circle(size=12, opacity=0.55).encode(
+    size = 60 if len(base) < 1000 else 25 if len(base) < 3000 else 12
+    points = alt.Chart(base).mark_circle(size=size, opacity=0.6).encode(
         x=alt.X("x:Q", title=f"PC 1 ({cat.explained[0]:.0%} of variance)"),
         y=alt.Y("y:Q", title=f"PC 2 ({cat.explained[1]:.0%})"),
         color=alt.Color("genre_top:N", title="genre", legend=alt.Legend(columns=1, symbolLimit=20)),
         tooltip=tip)
     if marked.empty:
-        return points.interactive()
+        return points.properties(height=520).interactive()
     shapes = alt.Scale(domain=["recent", "recommended", "taste", "selected", "neighbour"],
                        range=["circle", "diamond", "cross", "triangle-up", "square"])
     over = alt.Chart(marked).mark_point(size=140, filled=False, strokeWidth=2.5, color="black").encode(
         x="x:Q", y="y:Q", shape=alt.Shape("mark:N", scale=shapes, title="marked"),
         tooltip=tip + ["mark"])
-    return alt.layer(points, over).interactive()
+    return alt.layer(points, over).properties(height=520).interactive()
 
 
 map_slot = st.container()

@@ -11,12 +11,6 @@ from dashboard.timefmt import to_utc
 st.title("Model")
 
 
-def _metric(doc: dict, name: str):
-    metrics = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
-    value = metrics.get(name)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 @st.fragment(run_every=max(5.0, data.refresh_s()))
 def model() -> None:
     if ui.store_down():
@@ -38,11 +32,14 @@ def model() -> None:
     st.markdown(f"**Current model `{current}`** · created {created:%Y-%m-%d %H:%M:%S} UTC · "
                 f"{doc.get('catalogue_size', '–')} tracks · features `{doc.get('feature_version', '–')}`"
                 if created else f"**Current model `{current}`**")
+    head = tables.headline(doc.get("metrics"))
+    before_head = tables.headline(prev.get("metrics")) if prev else {}
     cols = st.columns(3)
-    for col, (name, label) in zip(cols, [("recall_at_10", "Recall@10"), ("genre_precision_at_10", "Genre precision@10"),
+    for col, (name, label) in zip(cols, [("recall", f"Recall@{head['k']}"),
+                                        ("genre_precision", f"Genre precision@{head['k']}"),
                                         ("coverage", "Coverage")]):
-        value = _metric(doc, name)
-        before = _metric(prev, name) if prev else None
+        value = head[name]
+        before = before_head.get(name)
         col.metric(label, "–" if value is None else f"{value:.3f}",
                    delta=None if value is None or before is None else f"{value - before:+.3f}")
     left, right = st.columns(2)
@@ -67,7 +64,7 @@ def model() -> None:
     st.dataframe(history, hide_index=True, width="stretch",
                  column_config={"created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss")})
     chart = history.dropna(subset=["created_at"]).melt(
-        id_vars=["created_at"], value_vars=["recall_at_10", "genre_precision_at_10", "coverage"],
+        id_vars=["created_at"], value_vars=["recall", "genre_precision", "coverage"],
         var_name="metric", value_name="value").dropna(subset=["value"])
     if len(history) > 1 and len(chart):
         st.line_chart(chart, x="created_at", y="value", color="metric", height=240)

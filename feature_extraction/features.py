@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -109,31 +110,56 @@ def summarise(x: np.ndarray) -> np.ndarray:
                      np.sqrt(m2)])
 
 
-def compute_groups(y: np.ndarray, cfg: ExtractorConfig = ExtractorConfig()) -> dict[str, np.ndarray]:
+class _Clock:
+    """Adds the time since the previous call to timings[name] (a no-op without a timings dict)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.last = time.perf_counter() if timings is not None else 0.0
+
+    def __call__(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
+
+
+def compute_groups(y: np.ndarray, cfg: ExtractorConfig = ExtractorConfig(),
+                   timings: dict | None = None) -> dict[str, np.ndarray]:
     """Every frame-level feature of a mono float32 signal at cfg.sample_rate: name -> (time, dims).
-    Also `tempo` -> (1, 1)."""
+    Also `tempo` -> (1, 1). With a `timings` dict, the seconds spent per stage are added to it."""
     import librosa
 
     sr, n_fft, hop = cfg.sample_rate, cfg.n_fft, cfg.hop_length
     y = np.ascontiguousarray(y, dtype=np.float32)
     out: dict[str, np.ndarray] = {}
+    clock = _Clock(timings)
 
     mag = dsp.stft_magnitude(y, n_fft, hop)  # (time, 1 + n_fft // 2)
     power = mag * mag
+    clock("stft")
     out["chroma_stft"] = dsp.chroma_stft(power, sr, n_fft)
+    clock("chroma_stft")
     out["rmse"] = dsp.rms(power, n_fft)
     out["spectral_centroid"], out["spectral_bandwidth"] = dsp.centroid_bandwidth(mag, sr, n_fft)
+    clock("rms, centroid, bandwidth")
     out["spectral_rolloff"] = dsp.rolloff(mag, sr, n_fft)
+    clock("rolloff")
     out["spectral_contrast"] = dsp.spectral_contrast(mag, sr, n_fft, n_bands=cfg.contrast_bands)
+    clock("contrast")
     log_mel = dsp.power_to_db(dsp.melspectrogram(power, sr, n_fft, cfg.n_mels))
     del power
     out["mfcc"] = dsp.mfcc(log_mel, cfg.n_mfcc)
+    clock("mel, mfcc")
     onset = dsp.onset_strength(log_mel, n_fft, hop)
     out["tempo"] = np.array([[dsp.tempo(onset, sr, hop)]])
+    clock("onset, tempo")
     out["zcr"] = dsp.zero_crossing_rate(y, n_fft, hop)
+    clock("zcr")
 
     fmin = librosa.note_to_hz("C1")
     cqt = dsp.cqt_magnitude(y, sr, hop, fmin, cfg.cqt_bins, cfg.bins_per_octave)
+    clock("cqt")
     n_octaves = cfg.cqt_bins // cfg.bins_per_octave
     # fmin is left to librosa's default (C1, like the CQT): passing note_to_hz("C1") explicitly rolls
     # the pitch classes by one through a rounding in cq_to_chroma
@@ -143,6 +169,7 @@ def compute_groups(y: np.ndarray, cfg: ExtractorConfig = ExtractorConfig()) -> d
                                        bins_per_octave=cfg.bins_per_octave)
     out["chroma_cens"] = cens.T
     out["tonnetz"] = librosa.feature.tonnetz(chroma=cens).T
+    clock("chroma_cqt, cens, tonnetz")
     return out
 
 
@@ -152,9 +179,12 @@ def vector_from_groups(groups: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def extract(y: np.ndarray, cfg: ExtractorConfig = ExtractorConfig()) -> np.ndarray:
+def extract(y: np.ndarray, cfg: ExtractorConfig = ExtractorConfig(), timings: dict | None = None) -> np.ndarray:
     """The feature vector (float64, len(feature_names())) of a mono signal at cfg.sample_rate."""
-    vec = vector_from_groups(compute_groups(y, cfg))
+    groups = compute_groups(y, cfg, timings)
+    clock = _Clock(timings)
+    vec = vector_from_groups(groups)
+    clock("summary statistics")
     if vec.shape != (len(feature_names()),):  # pragma: no cover - guards the fixed order
         raise AssertionError(f"feature vector has {vec.shape} values, expected {len(feature_names())}")
     return vec

@@ -162,6 +162,18 @@ class Progress:
         return False
 
 
+def preflight(settings: Settings, audio_dir=None, metadata_dir=None) -> None:
+    """Raise JobError for a missing folder or an unreachable store."""
+    audio_root = Path(audio_dir or settings.audio_dir)
+    meta_dir = Path(metadata_dir or settings.metadata_dir)
+    if not audio_root.is_dir():
+        raise JobError(f"audio folder not found: {audio_root} (build the demo corpus with "
+                       f"`python -m feature_extraction.corpus`, or pass --audio-dir)")
+    if not meta_dir.is_dir():
+        raise JobError(f"metadata folder not found: {meta_dir} (pass --metadata-dir)")
+    check_store(settings)
+
+
 def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int | None = None,
         force: bool = False, progress: bool = True) -> dict:
     """Extract features of every file under `audio_dir` whose stored version is not current, and
@@ -281,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     # plain `python -m`: run the executors' Python workers with this interpreter (spark-submit.sh sets it)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+    try:  # the cheap checks before a SparkSession is started
+        preflight(settings, args.audio_dir, args.metadata_dir)
+    except JobError as exc:
+        print(f"extract-features: error: {exc}", file=sys.stderr)
+        return 2
     spark = build_session(settings, "extract-features")
     try:
         summary = run(spark, settings, args.audio_dir, args.metadata_dir, args.limit, args.force,

@@ -1,0 +1,189 @@
+"""Feature extraction benchmark: per-clip cost against the decode floor, and Spark scaling.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py [--clips 24] [--repeats 3] [--spark-files 96]
+
+Part 1, one process, warm, one BLAS thread (as in a Spark worker), on real 30 s MP3 clips of the demo
+corpus (settings.audio_dir; build it with `python -m feature_extraction.corpus`). For each clip, in
+interleaved order so machine noise hits all of them alike, the best of `--repeats` runs of:
+  - decode floor: read + mix to mono + resample to 22050 Hz (feature_extraction.audio.decode, the
+    decoder the job uses; librosa.load is shown for reference),
+  - full: the floor plus the whole feature vector (518 FMA values + tempo),
+  - FMA's features.py with plain librosa calls (tuning estimated for chroma_stft, as FMA did), for scale.
+The table reports medians over clips, the ratio full / floor (target <= 2.5) and the per-stage costs.
+
+Part 2, the Spark job end to end (list, skip check, extract, join, upsert) on `--spark-files` clips into
+a throwaway database, with local[1] then local[2]; each session first runs a small warm-up job so the
+timed run measures warm Python workers. Target: 2 cores >= 1.8 x 1 core. The machine has 2 cores
+shared with other work, so figures move between runs; the table says what it measured.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from conf import get_settings  # noqa: E402
+from feature_extraction import audio, features, layout  # noqa: E402
+
+
+def fma_plain_librosa(y: np.ndarray, sr: int) -> np.ndarray:
+    """FMA's features.py (mdeff/fma), librosa defaults: each feature computes what it needs itself."""
+    import librosa
+    import scipy.stats
+
+    def stats(v):
+        return np.concatenate([scipy.stats.kurtosis(v, axis=1), v.max(1), v.mean(1), np.median(v, 1), v.min(1),
+                               scipy.stats.skew(v, axis=1), v.std(1)])
+
+    parts = [stats(librosa.feature.zero_crossing_rate(y, frame_length=2048, hop_length=512))]
+    cqt = np.abs(librosa.cqt(y, sr=sr, hop_length=512, bins_per_octave=12, n_bins=84))
+    parts.append(stats(librosa.feature.chroma_cqt(C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12)))
+    cens = librosa.feature.chroma_cens(C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12)
+    parts += [stats(cens), stats(librosa.feature.tonnetz(chroma=cens))]
+    stft = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
+    parts.append(stats(librosa.feature.chroma_stft(S=stft**2, n_chroma=12)))
+    parts.append(stats(librosa.feature.rms(S=stft)))
+    parts.append(stats(librosa.feature.spectral_centroid(S=stft)))
+    parts.append(stats(librosa.feature.spectral_bandwidth(S=stft)))
+    parts.append(stats(librosa.feature.spectral_contrast(S=stft, n_bands=6)))
+    parts.append(stats(librosa.feature.spectral_rolloff(S=stft)))
+    mel = librosa.feature.melspectrogram(sr=sr, S=stft**2)
+    parts.append(stats(librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=20)))
+    parts.append(librosa.feature.tempo(y=y, sr=sr))
+    return np.concatenate(parts)
+
+
+def best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def per_clip(paths: list[Path], repeats: int, cfg: features.ExtractorConfig, with_plain: bool) -> dict:
+    import librosa
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    features.warm_up(cfg)
+    fma_plain_librosa(audio.decode(paths[0], cfg.sample_rate, cfg.clip_seconds), cfg.sample_rate)  # warm
+    rows = {"floor": [], "librosa_load": [], "full": [], "features": [], "plain": []}
+    stages: dict[str, list[float]] = {}
+    for path in paths:
+        sr, secs = cfg.sample_rate, cfg.clip_seconds
+        rows["floor"].append(best_of(lambda: audio.decode(path, sr, secs), repeats))
+        rows["librosa_load"].append(best_of(lambda: librosa.load(path, sr=sr, mono=True, duration=secs),
+                                            repeats))
+        rows["full"].append(best_of(lambda: features.extract(audio.decode(path, sr, secs), cfg), repeats))
+        y = audio.decode(path, sr, secs)
+        rows["features"].append(best_of(lambda: features.extract(y, cfg), repeats))
+        best_stage: dict[str, float] = {}
+        for _ in range(repeats):
+            timings: dict[str, float] = {}
+            features.extract(y, cfg, timings)
+            for k, v in timings.items():
+                best_stage[k] = min(best_stage.get(k, float("inf")), v)
+        for k, v in best_stage.items():
+            stages.setdefault(k, []).append(v)
+        if with_plain:
+            rows["plain"].append(best_of(lambda: fma_plain_librosa(y, sr), 1))
+    return {"rows": rows, "stages": stages}
+
+
+def spark_scaling(settings, files: int, cores: list[int], warm_files: int = 4) -> list[dict]:
+    from pymongo import MongoClient
+
+    from common.spark import build_session
+    from feature_extraction import job
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    db = f"musicrec_bench_{uuid.uuid4().hex[:8]}"
+    results = []
+    try:
+        for n in cores:
+            s = settings.model_copy(update={"spark_master": f"local[{n}]", "mongo_db": db})
+            spark = build_session(s, f"bench-features-{n}")
+            try:
+                job.run(spark, s, limit=warm_files, force=True, progress=False)  # warm the workers
+                out = job.run(spark, s, limit=files, force=True, progress=False)
+            finally:
+                spark.stop()
+            results.append({"cores": n, "files": out["extracted"], "seconds": out["seconds"],
+                            "tracks_per_s": out["tracks_per_s"], "tasks": out["tasks"],
+                            "workers": out["python_workers"]})
+    finally:
+        MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=3000).drop_database(db)
+    return results
+
+
+def ms(values: list[float]) -> float:
+    return 1000 * statistics.median(values)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--audio-dir", help="FMA-style folder of 30 s clips (default: settings audio_dir)")
+    parser.add_argument("--clips", type=int, default=24, help="clips for the per-clip table")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N per clip and measurement")
+    parser.add_argument("--spark-files", type=int, default=96, help="files for the Spark scaling (0: skip)")
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain-librosa FMA reference")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    audio_dir = Path(args.audio_dir or settings.audio_dir)
+    if not audio_dir.is_dir() or not layout.list_audio_files(audio_dir):
+        print(f"bench_features: no clips in {audio_dir}; build them with "
+              f"`python -m feature_extraction.corpus` (or --small)", file=sys.stderr)
+        return 2
+    files = [f for f in layout.list_audio_files(audio_dir) if f.track_id is not None]
+    picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(args.clips, len(files)))]
+    cfg = features.ExtractorConfig.from_settings(settings)
+
+    res = per_clip([audio_dir / f.path for f in picks], args.repeats, cfg, not args.no_plain)
+    r = res["rows"]
+    floor, full = ms(r["floor"]), ms(r["full"])
+    ratios = [b / a for a, b in zip(r["floor"], r["full"])]
+    print(f"\nPer 30 s clip: {len(picks)} clips of {audio_dir}, best of {args.repeats}, median over clips, "
+          f"1 thread, warm")
+    print(f"{'measurement':<48}{'ms/clip':>10}{'x floor':>10}")
+    print(f"{'decode floor (read, mono, resample to 22050 Hz)':<48}{floor:>10.1f}{1.0:>10.2f}")
+    print(f"{'  librosa.load, same samples (reference)':<48}{ms(r['librosa_load']):>10.1f}"
+          f"{ms(r['librosa_load']) / floor:>10.2f}")
+    print(f"{'full feature set (decode + 518 FMA + tempo)':<48}{full:>10.1f}{full / floor:>10.2f}")
+    print(f"{'  features only':<48}{ms(r['features']):>10.1f}{ms(r['features']) / floor:>10.2f}")
+    if r["plain"]:
+        plain = ms(r["plain"]) + floor
+        print(f"{'FMA features.py, plain librosa (+ decode)':<48}{plain:>10.1f}{plain / floor:>10.2f}")
+    print(f"ratio full / floor per clip: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
+          f"(target <= 2.5)")
+    print(f"\n{'stage of the feature set':<36}{'ms/clip':>10}{'share':>8}")
+    total = sum(ms(v) for v in res["stages"].values())
+    for name, values in sorted(res["stages"].items(), key=lambda kv: -ms(kv[1])):
+        print(f"{name:<36}{ms(values):>10.2f}{ms(values) / total:>8.0%}")
+
+    if args.spark_files:
+        n = min(args.spark_files, len(files))
+        out = spark_scaling(settings, n, [1, 2])
+        print(f"\nSpark job end to end ({n} clips, warm workers, upserts into a throwaway database)")
+        print(f"{'master':<12}{'tracks':>8}{'seconds':>10}{'tracks/s':>10}{'tasks':>8}{'speed-up':>10}")
+        base = out[0]["tracks_per_s"]
+        for row in out:
+            print(f"{'local[' + str(row['cores']) + ']':<12}{row['files']:>8}{row['seconds']:>10.1f}"
+                  f"{row['tracks_per_s']:>10.2f}{row['tasks']:>8}{row['tracks_per_s'] / base:>10.2f}")
+        print(f"(target: local[2] >= 1.8 x local[1]; this machine: {os.cpu_count()} cores, shared)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,17 +47,23 @@ class ModelBundle:
     def bands(self) -> int:
         return int(self.projections.shape[0]) // self.band_size
 
-    def transform(self, features: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """Raw feature vectors (n, d_in) -> model space (n, d_out): equals the Spark pipeline.
+    def standardise(self, features: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Raw feature vectors (n, d_in) -> the scaled space before any reduction (StandardScaler).
 
-        Spark's StandardScaler multiplies by 1/std and by 0 where std is 0; Spark's PCA does not centre
-        (the scaler already did), it only multiplies by the principal components.
+        Spark's StandardScaler multiplies by 1/std, and by 0 where std is 0 (a constant feature).
         """
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
         if x.shape[1] != len(self.mean):
             raise ValueError(f"model {self.version} expects {len(self.mean)} features, got {x.shape[1]}")
         inv = np.divide(1.0, self.scale, out=np.zeros_like(self.scale, dtype=np.float64), where=self.scale != 0)
-        z = (x - self.mean) * inv
+        return ((x - self.mean) * inv).astype(dtype, copy=False)
+
+    def transform(self, features: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Raw feature vectors (n, d_in) -> model space (n, d_out): equals the Spark pipeline.
+
+        Spark's PCA does not centre (the scaler already did): it only multiplies by the components.
+        """
+        z = self.standardise(features)
         if self.pca is not None:
             z = z @ self.pca
         return z.astype(dtype, copy=False)
@@ -134,8 +140,9 @@ def load_bundle(settings: Settings, version: str | None = None) -> ModelBundle:
 
 
 def bundle_from_pipeline(model, version: str, feature_version: str, band_size: int, ids: np.ndarray,
-                         vectors: np.ndarray) -> ModelBundle:
-    """The numpy twin of a fitted PipelineModel [.., StandardScaler, (PCA), BucketedRandomProjectionLSH]."""
+                         vectors: np.ndarray | None = None, features: np.ndarray | None = None) -> ModelBundle:
+    """The numpy twin of a fitted PipelineModel [.., StandardScaler, (PCA), BucketedRandomProjectionLSH]:
+    the catalogue is given in model space (`vectors`) or as raw `features` that the bundle transforms."""
     from pyspark.ml.feature import BucketedRandomProjectionLSHModel, PCAModel, StandardScalerModel
 
     stages = list(model.stages)
@@ -148,9 +155,15 @@ def bundle_from_pipeline(model, version: str, feature_version: str, band_size: i
     projections = np.asarray(brp._call_java("randMatrix").toArray(), dtype=np.float64)
     if projections.shape[0] != n_tables or n_tables % band_size:
         raise ValueError(f"BRP model has {projections.shape[0]} projections: not {n_tables} bands of {band_size}")
-    return ModelBundle(version=version, feature_version=feature_version, mean=np.asarray(mean, dtype=np.float64),
-                       scale=np.asarray(std, dtype=np.float64),
-                       pca=None if pca is None else np.asarray(pca.pc.toArray(), dtype=np.float64),
-                       projections=projections, bucket_length=float(brp.getBucketLength()),
-                       band_size=int(band_size), ids=np.asarray(ids, dtype=np.int64),
-                       vectors=np.asarray(vectors, dtype=np.float32))
+    bundle = ModelBundle(version=version, feature_version=feature_version,
+                         mean=np.asarray(mean, dtype=np.float64), scale=np.asarray(std, dtype=np.float64),
+                         pca=None if pca is None else np.asarray(pca.pc.toArray(), dtype=np.float64),
+                         projections=projections, bucket_length=float(brp.getBucketLength()),
+                         band_size=int(band_size), ids=np.asarray(ids, dtype=np.int64),
+                         vectors=np.zeros((0, projections.shape[1]), dtype=np.float32))
+    if (vectors is None) == (features is None):
+        raise ValueError("give the catalogue either as vectors or as features")
+    bundle.vectors = bundle.transform(features) if features is not None else np.asarray(vectors, dtype=np.float32)
+    if len(bundle.vectors) != len(bundle.ids):
+        raise ValueError(f"{len(bundle.ids)} ids for {len(bundle.vectors)} vectors")
+    return bundle

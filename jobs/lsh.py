@@ -13,6 +13,7 @@ All functions are pure and vectorised over many queries; nothing here knows Spar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -26,6 +27,14 @@ def bucket_ids(x: np.ndarray, projections: np.ndarray, bucket_length: float) -> 
     return np.floor(np.asarray(x, dtype=np.float64) @ projections.T / bucket_length).astype(np.int64)
 
 
+@lru_cache(maxsize=None)
+def _multipliers(band_size: int) -> np.ndarray:
+    rng = np.random.default_rng(_MIX_SEED & 0xFFFFFFFF)
+    mult = rng.integers(1, 2**63 - 1, size=band_size, dtype=np.int64).astype(np.uint64) | np.uint64(1)
+    mult.setflags(write=False)
+    return mult
+
+
 def band_keys(buckets: np.ndarray, band_size: int) -> np.ndarray:
     """Collapse each band of `band_size` bucket ids into one int64 key; (n, n_bands).
 
@@ -35,22 +44,38 @@ def band_keys(buckets: np.ndarray, band_size: int) -> np.ndarray:
     n, m = buckets.shape
     bands = m // band_size
     b = buckets[:, : bands * band_size].reshape(n, bands, band_size).astype(np.uint64)
-    rng = np.random.default_rng(_MIX_SEED & 0xFFFFFFFF)
-    mult = rng.integers(1, 2**63 - 1, size=band_size, dtype=np.int64).astype(np.uint64) | np.uint64(1)
     with np.errstate(over="ignore"):
-        keys = (b * mult).sum(axis=2, dtype=np.uint64)
+        keys = (b * _multipliers(band_size)).sum(axis=2, dtype=np.uint64)
         keys ^= keys >> np.uint64(29)
     return keys.view(np.int64)
 
 
 def hash_keys(x: np.ndarray, projections: np.ndarray, bucket_length: float, band_size: int,
               block: int = 4096) -> np.ndarray:
-    """band_keys(bucket_ids(x, ...)) in blocks of rows, so the (n, k*L) bucket ids never all exist."""
+    """band_keys(bucket_ids(x, ...)), equal to it bit for bit, in blocks of rows: the projections by
+    BLAS, the floor and the band mixing fused in one compiled pass, so the (n, k*L) bucket ids never
+    exist as an array."""
     bands = projections.shape[0] // band_size
+    x = np.asarray(x, dtype=np.float64)
+    p_t = np.ascontiguousarray(np.asarray(projections, dtype=np.float64)[: bands * band_size].T)
     out = np.empty((len(x), bands), dtype=np.int64)
     for s in range(0, len(x), block):
-        out[s:s + block] = band_keys(bucket_ids(x[s:s + block], projections, bucket_length), band_size)
+        _mix_bands(x[s:s + block] @ p_t, float(bucket_length), band_size, _multipliers(band_size),
+                   out[s:s + block].view(np.uint64))
     return out
+
+
+@njit(cache=True, parallel=True)
+def _mix_bands(proj, bucket_length, band_size, mult, out):
+    """out[r, b] = band_keys' mix of floor(proj[r, b*k:(b+1)*k] / bucket_length) (uint64 wrap-around)."""
+    n, bands = out.shape
+    for r in prange(n):
+        for b in range(bands):
+            h = np.uint64(0)
+            for j in range(band_size):
+                bucket = np.int64(np.floor(proj[r, b * band_size + j] / bucket_length))
+                h += np.uint64(bucket) * mult[j]
+            out[r, b] = h ^ (h >> np.uint64(29))
 
 
 @dataclass
@@ -211,23 +236,25 @@ class BandedIndex:
         return ids, np.sqrt(out_d), n_cand
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=True)
 def _rerank(queries, vectors, lo, hi, order, excl_ptr, excl_pos, out_pos, out_d, n_cand, n_threads):
     """For each query: the union of its band buckets, each candidate scored once by exact squared
-    distance, the k best kept in a small sorted array. Candidates are read straight from the sorted
-    band orders (no mask, no dense matrix), so the cost follows the number of candidates, not the
-    catalogue size. Queries are dealt round-robin to threads, each with its own `seen` stamp array."""
+    distance (float32, vectorised), the k best kept in a small sorted array. Candidates are read
+    straight from the sorted band orders (no mask, no dense matrix), so the cost follows the number of
+    candidates, not the catalogue size. Queries are dealt round-robin to threads, each with its own
+    `seen` stamp array."""
     nq, dim = queries.shape
     n = vectors.shape[0]
     k = out_pos.shape[1]
     n_threads = max(1, min(n_threads, nq))
     for t in prange(n_threads):
-        seen = np.full(n, -1, dtype=np.int64)
+        seen = np.full(n, -1, dtype=np.int32)
         for r in range(t, nq, n_threads):
             for e in range(excl_ptr[r], excl_ptr[r + 1]):
                 seen[excl_pos[e]] = r
             count = 0
-            worst = np.inf
+            worst = np.float32(np.inf)
+            q = queries[r]
             for b in range(lo.shape[1]):
                 for s in range(lo[r, b], hi[r, b]):
                     j = order[b, s]
@@ -235,9 +262,10 @@ def _rerank(queries, vectors, lo, hi, order, excl_ptr, excl_pos, out_pos, out_d,
                         continue
                     seen[j] = r
                     count += 1
-                    d2 = 0.0
+                    v = vectors[j]
+                    d2 = np.float32(0.0)
                     for c in range(dim):
-                        diff = queries[r, c] - vectors[j, c]
+                        diff = q[c] - v[c]
                         d2 += diff * diff
                     if d2 < worst:
                         # insert into the sorted top-k (k is small: a linear shift is cheapest)

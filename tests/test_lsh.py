@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.synthetic import clustered
-from jobs.lsh import BandedIndex, band_keys, bucket_ids, exact_top_k, recall_at_k
+from jobs.lsh import BandedIndex, band_keys, bucket_ids, exact_top_k, hash_keys, recall_at_k
 
 
 def _space(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -51,6 +51,16 @@ def test_band_keys_match_exactly_when_bucket_tuples_match():
     assert keys.shape == (4, 2)
     assert keys[0, 0] == keys[1, 0] == keys[2, 0] != keys[3, 0]
     assert keys[0, 1] == keys[2, 1] != keys[1, 1]
+
+
+def test_fused_hash_keys_equal_band_keys_of_bucket_ids_bit_for_bit(space):
+    x, _ = space
+    for band_size, bands, w in ((8, 16, 1.5), (3, 5, 0.05)):
+        p = _projections(band_size * bands, x.shape[1], seed=band_size)
+        want = band_keys(bucket_ids(x, p, w), band_size)
+        got = hash_keys(x, p, w, band_size, block=1000)
+        assert got.shape == (len(x), bands) and (got == want).all()
+        assert (bucket_ids(x, p, w) < 0).any()  # negative bucket ids are mixed alike
 
 
 def test_query_is_exact_top_k_among_candidates(space):

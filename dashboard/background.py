@@ -1,6 +1,8 @@
 """A value refreshed in a background thread: pages read the latest value at once and never wait for a
 slow whole-collection read. The thread loads only while someone has asked for the value recently, so an
-idle dashboard does not keep reading the store."""
+idle dashboard does not keep reading the store, and a load that takes long spaces the next one out
+(a load every `interval_s`, but never more than 1/`spacing` of the time busy), so a store that scans
+slowly is not kept busy by the dashboard."""
 from __future__ import annotations
 
 import threading
@@ -22,9 +24,12 @@ class Snapshot:
 
 
 class Refresher:
-    def __init__(self, name: str, load: Loader, interval_s: float, idle_s: float = 300.0, retry_s: float = 5.0):
+    def __init__(self, name: str, load: Loader, interval_s: float, idle_s: float = 300.0, retry_s: float = 5.0,
+                 spacing: float = 3.0):
         self.name, self._load, self.interval_s, self.idle_s = name, load, interval_s, idle_s
         self.retry_s = min(retry_s, interval_s)
+        self.spacing = spacing
+        self.last_duration_s = 0.0
         self._cond = threading.Condition()
         self._value: Any = None
         self._loaded_at: float | None = None
@@ -69,7 +74,8 @@ class Refresher:
             with self._cond:
                 now = time.monotonic()
                 idle = now - self._last_read > self.idle_s
-                every = self.retry_s if self._error is not None else self.interval_s
+                every = self.retry_s if self._error is not None else max(self.interval_s,
+                                                                          self.spacing * self.last_duration_s)
                 due = self._wake or now - self._last_try >= every
                 if idle or not due:
                     wait = 1.0 if idle else max(0.05, every - (now - self._last_try))
@@ -79,6 +85,7 @@ class Refresher:
                 self._last_try = now
                 self._busy, self._progress = True, 0
                 previous = self._value
+            started = time.monotonic()
             try:
                 value = self._load(previous, self._set_progress)
             except Exception as exc:  # a store that is down: keep the last value, report, retry later
@@ -88,6 +95,80 @@ class Refresher:
                     self._cond.notify_all()
                 continue
             with self._cond:
+                self.last_duration_s = time.monotonic() - started
                 self._value, self._loaded_at, self._error = value, time.time(), None
                 self._busy, self._progress = False, None
+                self._cond.notify_all()
+
+
+class KeyedRefresher:
+    """Like Refresher, for many small values by key (a user's recommendations): one thread keeps every
+    key that a page asked for within `idle_s` fresh, new keys first; keys nobody asks for are dropped,
+    and the thread ends when no key is left (the next `get` starts it again)."""
+
+    def __init__(self, name: str, load_one: Callable[[Any], Any], interval_s: float, idle_s: float = 30.0,
+                 spacing: float = 3.0):
+        self.name, self._load_one, self.interval_s, self.idle_s, self.spacing = name, load_one, interval_s, idle_s, spacing
+        self._cond = threading.Condition()
+        self._values: dict = {}      # key -> (value, loaded_at)
+        self._errors: dict = {}      # key -> text of the last error
+        self._tried: dict = {}       # key -> monotonic time of the last load start
+        self._took: dict = {}        # key -> seconds the last load took
+        self._read: dict = {}        # key -> monotonic time of the last get
+        self._thread: threading.Thread | None = None
+
+    def get(self, key, wait_s: float = 0.0) -> Snapshot:
+        with self._cond:
+            self._read[key] = time.monotonic()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=f"dashboard-{self.name}", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            deadline = time.monotonic() + wait_s
+            while key not in self._values and key not in self._errors:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            value, at = self._values.get(key, (None, None))
+            return Snapshot(value, at, self._errors.get(key), key in self._tried and key not in self._values, None)
+
+    def _next_key(self, now: float):
+        """The key to load now (never loaded first, then the stalest due one), or None."""
+        fresh = [k for k, t in self._read.items() if now - t <= self.idle_s]
+        for gone in set(self._read) - set(fresh):
+            for d in (self._read, self._values, self._errors, self._tried, self._took):
+                d.pop(gone, None)
+        new = [k for k in fresh if k not in self._values and k not in self._errors]
+        if new:
+            return new[0]
+        due = [k for k in fresh
+               if now - self._tried.get(k, float("-inf")) >= max(self.interval_s, self.spacing * self._took.get(k, 0.0))]
+        return min(due, key=lambda k: self._tried.get(k, float("-inf"))) if due else None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                if not self._read:
+                    self._thread = None
+                    return
+                key = self._next_key(now)
+                if key is None:
+                    self._cond.wait(0.1)
+                    continue
+                self._tried[key] = now
+            try:
+                value = self._load_one(key)
+            except Exception as exc:
+                with self._cond:
+                    self._errors[key] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    self._took[key] = time.monotonic() - now
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                self._took[key] = time.monotonic() - now
+                if key in self._read:
+                    self._values[key] = (value, time.time())
+                    self._errors.pop(key, None)
                 self._cond.notify_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,8 +25,9 @@ BATCH_WINDOW_MIN = 60      # minutes of micro-batches read for the Live page (it
 LIVE_WAIT_S = 1.5          # how long a page waits for the first feed/batches read of a new process
 LIVE_IDLE_S = 60.0         # the live reads stop this long after the last page asked for them
 USER_EVENTS = 20
-CATALOGUE_CHECK_S = 30.0   # how often a background snapshot checks whether the store changed
-USERS_REFRESH_S = 30.0
+CATALOGUE_CHECK_S = 30.0   # how often a background snapshot checks the current model version
+COUNT_CHECK_S = 600.0      # how often it also counts the collection (a re-extraction without a new model)
+USERS_REFRESH_S = 120.0   # the full user list (the recently active ones come with the feed)
 
 
 def settings() -> Settings:
@@ -81,11 +83,6 @@ def _user_events(where, user: str, limit: int, _s: Settings) -> list[dict]:
     return store.user_events(database(_s), _s, user, limit)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
-def _recommendation(where, user: str, _s: Settings) -> dict | None:
-    return store.recommendation(database(_s), _s, user)
-
-
 @st.cache_data(ttl=max(TTL, 5.0), show_spinner=False)
 def _models(where, _s: Settings):
     return store.models(database(_s), _s)
@@ -132,8 +129,25 @@ def user_events(user: str, limit: int = USER_EVENTS) -> list[dict]:
     return _safe(_user_events, [], str(user), int(limit))
 
 
+@st.cache_resource(show_spinner=False)
+def _recommendations(where, _s: Settings) -> background.KeyedRefresher:
+    """The recommendations of the users pages are showing, re-read every `dashboard_ttl_s` in the
+    background: a lookup by `_id` costs a scan of the collection on FerretDB (see store.py)."""
+    client = store.client(_s, timeout_ms=store.STORE_TIMEOUT_MS)
+    return background.KeyedRefresher("recommendations", lambda user: store.recommendation(client[_s.mongo_db], _s, user),
+                                     TTL, idle_s=LIVE_IDLE_S)
+
+
+def recommendation_snapshot(user: str, wait_s: float = LIVE_WAIT_S) -> background.Snapshot:
+    """The user's document (value None: no document, or loaded_at None: not read yet)."""
+    s = settings()
+    if not store_up():
+        return background.Snapshot(None, None, "store down", False, None)
+    return _recommendations(_where(s), s).get(str(user), wait_s=wait_s)
+
+
 def recommendation(user: str) -> dict | None:
-    return _safe(_recommendation, None, str(user))
+    return recommendation_snapshot(user).value
 
 
 def models() -> tuple[str | None, list[dict]]:
@@ -166,16 +180,41 @@ def _prune(s: Settings, kind: str, keep: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-def snapshot_key(db, s: Settings, collection: str, ferretdb: bool) -> str:
+_UNSET = object()
+
+
+def snapshot_key(db, s: Settings, collection: str, ferretdb: bool, version=_UNSET) -> str:
     """What a snapshot depends on: the database, the collection's size and the current model version."""
-    return (f"{s.mongo_db}|{collection}={store.count(db, collection, ferretdb)}"
-            f"|model={store.current_model_version(db, s)}")
+    version = store.current_model_version(db, s) if version is _UNSET else version
+    return f"{s.mongo_db}|{collection}={store.count(db, collection, ferretdb)}|model={version}"
+
+
+_COUNTED: dict[tuple, tuple[str | None, float]] = {}  # (kind, uri, db) -> (model version, when counted)
+
+
+def _unchanged(kind: str, s: Settings, db, previous) -> bool:
+    """Cheap check between full ones: the model version is read every time (one document by text _id),
+    the collection size only every COUNT_CHECK_S (collStats takes seconds on a big FerretDB table)."""
+    if previous is None:
+        return False
+    last = _COUNTED.get((kind, s.mongo_uri, s.mongo_db))
+    return (last is not None and last[0] == store.current_model_version(db, s)
+            and time.monotonic() - last[1] < COUNT_CHECK_S)
+
+
+def _full_key(kind: str, s: Settings, client, collection: str) -> str:
+    db = client[s.mongo_db]
+    version = store.current_model_version(db, s)
+    key = snapshot_key(db, s, collection, store.store_health(client, s).ferretdb, version)
+    _COUNTED[(kind, s.mongo_uri, s.mongo_db)] = (version, time.monotonic())
+    return key
 
 
 def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Catalogue:
     db = client[s.mongo_db]
-    ferret = store.store_health(client, s).ferretdb
-    key = snapshot_key(db, s, s.coll_tracks, ferret)
+    if _unchanged("catalogue", s, db, previous):
+        return previous
+    key = _full_key("catalogue", s, client, s.coll_tracks)
     if previous is not None and previous.key == key:
         return previous
     path = snapshot_path(s, "catalogue", key, ".parquet")
@@ -197,8 +236,9 @@ def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Cat
 
 def load_neighbours(s: Settings, client, previous, progress) -> catalogue_mod.Neighbours:
     db = client[s.mongo_db]
-    ferret = store.store_health(client, s).ferretdb
-    key = snapshot_key(db, s, s.coll_neighbours, ferret)
+    if _unchanged("neighbours", s, db, previous):
+        return previous
+    key = _full_key("neighbours", s, client, s.coll_neighbours)
     if previous is not None and previous.key == key:
         return previous
     path = snapshot_path(s, "neighbours", key, ".npz")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dashboard import catalogue, config, listdiff, metrics, projection, synthetic, tables
-from dashboard.background import Refresher
+from dashboard.background import KeyedRefresher, Refresher
 from dashboard.timefmt import age_text, to_utc
 
 UTC = timezone.utc
@@ -271,6 +271,50 @@ def test_refresher_stays_idle_when_nobody_reads():
     n = len(calls)
     time.sleep(0.5)
     assert len(calls) == n                           # no loads while idle
+
+
+def test_refresher_spaces_out_slow_loads():
+    starts = []
+
+    def load(prev, progress):
+        starts.append(time.monotonic())
+        time.sleep(0.2)
+        return len(starts)
+
+    r = Refresher("slow", load, interval_s=0.01, idle_s=60, spacing=3.0)
+    deadline = time.monotonic() + 3
+    while len(starts) < 3 and time.monotonic() < deadline:
+        r.get()
+        time.sleep(0.02)
+    gaps = np.diff(starts)
+    assert len(gaps) >= 2 and gaps.min() >= 0.55  # 3 x 0.2 s between starts, not 0.2 s + 0.01 s
+
+
+def test_keyed_refresher_keeps_watched_keys_fresh_and_forgets_the_rest():
+    loads = []
+    version = {"a": 0, "b": 0}
+
+    def load(key):
+        loads.append(key)
+        if key == "bad":
+            raise LookupError("no such user")
+        return (key, version[key])
+
+    r = KeyedRefresher("k", load, interval_s=0.05, idle_s=0.5)
+    assert r.get("a", wait_s=2).value == ("a", 0)
+    version["a"] = 1
+    deadline = time.monotonic() + 3
+    while r.get("a").value != ("a", 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert r.get("a").value == ("a", 1)                      # re-read in the background
+    assert r.get("b", wait_s=2).value == ("b", 0)             # a new key is read at once
+    bad = r.get("bad", wait_s=2)
+    assert bad.value is None and bad.error == "no such user"
+    time.sleep(1.2)                                           # nobody asks: keys dropped, thread ends
+    n = len(loads)
+    time.sleep(0.3)
+    assert len(loads) == n and r._thread is None and r._values == {}
+    assert r.get("a", wait_s=2).value == ("a", 1)             # and starts again on demand
 
 
 # --- settings --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ st.title("User")
 def _options(search: str, wanted: str | None) -> list[str]:
     """Users to offer: the one asked for, the recently active, then everyone with recommendations
     (when the background list is ready); filtered by the search text."""
-    users = data.snapshot("users", wait_s=1.0).value or []
+    users = data.snapshot("users").value or []  # never waits: the full list arrives when read
     recent = tables.recent_users(data.latest_events(), limit=50) if data.store_up() else []
     ordered = list(dict.fromkeys(([wanted] if wanted else []) + recent + users))
     text = search.strip().lower()
@@ -43,8 +43,12 @@ if st.query_params.get("user") != user:
 def recommendations(user: str) -> None:
     if ui.store_down():
         return
-    doc = data.recommendation(user)
-    if doc is None:
+    snap = data.recommendation_snapshot(user)
+    doc = snap.value
+    if snap.loaded_at is None:
+        st.info(f"Reading the recommendations of {user}…" if not snap.error else
+                f"Could not read the recommendations of {user}: {snap.error} (retrying).")
+    elif doc is None:
         st.info(f"No recommendations for {user} yet.")
     else:
         items = doc.get("items") if isinstance(doc.get("items"), list) else []

@@ -6,7 +6,8 @@
 Steps: list the audio files on the driver; read (_id, feature_version) of the stored tracks and skip
 the files whose features are current; spread the rest over partitions of a few files each; decode and
 extract on the executors (`mapInPandas`: one reused Python worker handles many files and warms librosa
-up once); join the metadata (a broadcast hash join); upsert each track by _id, or its error by path,
+up once); join the metadata (a broadcast hash join); write each track (keyed by _id; the stale versions
+being replaced are deleted in one query first, see worker.make_writer) or its error (keyed by path)
 with pymongo bulk writes from the executors. The only action collects one small status row per file,
 so the extraction runs once. A progress bar on the driver follows an accumulator of files done.
 
@@ -104,6 +105,16 @@ def _write_unusable(settings: Settings, files: list[layout.AudioFile], version: 
     database(settings)[settings.coll_errors].bulk_write(ops, ordered=False)
 
 
+def _delete_tracks(settings: Settings, track_ids: list[int], chunk: int = 5000) -> None:
+    if not track_ids:
+        return
+    from common.store import database
+
+    coll = database(settings)[settings.coll_tracks]
+    for i in range(0, len(track_ids), chunk):
+        coll.delete_many({"_id": {"$in": track_ids[i:i + chunk]}})
+
+
 def metadata_frame(spark, meta, track_ids: list[int]):
     """The metadata rows of `track_ids` as a Spark DataFrame (META_SCHEMA)."""
     import pandas as pd
@@ -198,8 +209,13 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
         files = files[: max(0, int(limit))]
     check_store(settings)
 
-    todo, current, unusable = select(files, current_versions(settings), version, force)
+    versions = current_versions(settings)
+    todo, current, unusable = select(files, versions, version, force)
     _write_unusable(settings, unusable, version)
+    # the documents about to be rewritten go first, in one query (see worker.make_writer for why not
+    # per-track upserts); should the job stop half way, the next run finds them missing and redoes them
+    stale = [f.track_id for f in todo if f.track_id in versions]
+    _delete_tracks(settings, stale)
 
     statuses = []
     n_parts = 0

@@ -143,37 +143,54 @@ def error_document(path: str, track_id, reason: str, version: str, at: datetime)
             "reason": reason, "feature_version": version, "at": at}
 
 
+def insert_tracks(collection, docs: list[dict]) -> None:
+    """insert_many; a track that is there already (a retried task, a concurrent run) is replaced by
+    delete + insert of just those ids, so the result is the same as an upsert by _id."""
+    from pymongo.errors import BulkWriteError
+
+    if not docs:
+        return
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        dup = {docs[e["index"]]["_id"] for e in errors}
+        collection.delete_many({"_id": {"$in": sorted(dup)}})
+        collection.insert_many([d for d in docs if d["_id"] in dup], ordered=False)
+
+
 def make_writer(uri: str, db: str, coll_tracks: str, coll_errors: str, version: str):
     """mapInPandas function: extracted rows joined with metadata -> one status row per file, after
-    upserting the track (ReplaceOne by _id, so a rerun writes the same document) or its error."""
-    from pymongo import DeleteOne, ReplaceOne
+    writing the track document (or the file's error document) to the store.
 
-    def flush(database, track_ops, error_ops):
-        if track_ops:
-            database[coll_tracks].bulk_write(track_ops, ordered=False)
-        if error_ops:
-            database[coll_errors].bulk_write(error_ops, ordered=False)
+    Tracks go in with insert_many: the job has already removed the stored documents it rewrites (see
+    job.run), and insert_tracks turns any leftover duplicate into a replacement, so a rerun or a retried
+    task writes the same documents. Why not ReplaceOne(upsert=True) per track: on FerretDB 1.24 a lookup
+    by an integer _id is a full collection scan (string _ids use the index), so per-track upserts cost
+    O(catalogue) each; errors are keyed by path (a string) and use ReplaceOne/DeleteOne."""
+    from pymongo import DeleteOne, ReplaceOne
 
     def run(batches):
         database = _client(uri)[db]
         for pdf in batches:
             at = datetime.now(timezone.utc)
             status = []
-            track_ops, error_ops = [], []
+            track_docs, error_ops = [], []
             for row in pdf.to_dict("records"):
                 if row["error"] is None and row["features"] is not None:
-                    track_ops.append(ReplaceOne({"_id": int(row["track_id"])},
-                                                track_document(row, version, at), upsert=True))
+                    track_docs.append(track_document(row, version, at))
                     error_ops.append(DeleteOne({"_id": row["path"]}))
                     status.append(("extracted", None))
                 else:
                     error_ops.append(ReplaceOne({"_id": row["path"]}, error_document(
                         row["path"], row["track_id"], row["error"], version, at), upsert=True))
                     status.append(("failed", row["error"]))
-                if len(track_ops) + len(error_ops) >= WRITE_BATCH:
-                    flush(database, track_ops, error_ops)
-                    track_ops, error_ops = [], []
-            flush(database, track_ops, error_ops)
+            for i in range(0, len(track_docs), WRITE_BATCH):
+                insert_tracks(database[coll_tracks], track_docs[i:i + WRITE_BATCH])
+            for i in range(0, len(error_ops), WRITE_BATCH):
+                database[coll_errors].bulk_write(error_ops[i:i + WRITE_BATCH], ordered=False)
             yield pd.DataFrame({
                 "track_id": pdf["track_id"].astype("int64"),
                 "path": pdf["path"],

@@ -23,6 +23,7 @@ TTL = float(config.current().dashboard_ttl_s)
 FEED_WINDOW = 500          # newest events read for the feed and the recent-user list
 BATCH_WINDOW_MIN = 60      # minutes of micro-batches read for the Live page (its longest window)
 LIVE_WAIT_S = 1.5          # how long a page waits for the first feed/batches read of a new process
+FIRST_READ_WAIT_S = 20.0   # how long the User page waits (with a spinner) for a user's first read
 LIVE_IDLE_S = 60.0         # the live reads stop this long after the last page asked for them
 USER_EVENTS = 20
 CATALOGUE_CHECK_S = 30.0   # how often a background snapshot checks the current model version

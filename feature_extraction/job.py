@@ -4,11 +4,12 @@
     python -m feature_extraction.job ...          (same, with a local SparkSession from conf/)
 
 Steps: list the audio files on the driver; read (_id, feature_version) of the stored tracks and skip
-the files whose features are current; spread the rest over partitions of a few files each; decode and
-extract on the executors (`mapInPandas`: one reused Python worker handles many files and warms librosa
-up once); join the metadata (a broadcast hash join); write each track (keyed by _id; the stale versions
-being replaced are deleted in one query first, see worker.make_writer) or its error (keyed by path)
-with pymongo bulk writes from the executors. The only action collects one small status row per file,
+the files whose features are current; spread the rest over partitions of a few files each; join the
+metadata to the file list (a broadcast hash join: no shuffle, the partitions stay); then one
+`mapInPandas` on the executors decodes, extracts and writes: one reused Python worker handles many
+files, warms librosa up once, and writes each track (keyed by _id; the stale versions being replaced
+are deleted in one query first, see worker.make_task) or its error (keyed by path) with pymongo bulk
+writes. The only action collects one small status row per file,
 so the extraction runs once. A progress bar on the driver follows an accumulator of files done.
 
 The audio folder must be readable at the same path on every executor (local disk for `local[*]`, a
@@ -29,10 +30,9 @@ from conf import Settings, get_settings
 from feature_extraction import audio, layout, metadata
 from feature_extraction.features import ExtractorConfig, feature_version
 
-EXTRACT_SCHEMA = ("track_id long, path string, features array<double>, error string, audio_seconds double, "
-                  "decode_s double, extract_s double, worker string, warmups long")
 STATUS_SCHEMA = ("track_id long, path string, status string, reason string, has_metadata boolean, "
-                 "audio_seconds double, decode_s double, extract_s double, worker string, warmups long")
+                 "audio_seconds double, decode_s double, extract_s double, warm_s double, worker string, "
+                 "warmups long")
 META_SCHEMA = ("track_id long, title string, artist string, album string, album_type string, "
                "genre_top string, genre_ids array<long>, genres array<string>, tags array<string>, "
                "listens long, date_created string, duration double, license string, recording string, "
@@ -212,7 +212,7 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
     versions = current_versions(settings)
     todo, current, unusable = select(files, versions, version, force)
     _write_unusable(settings, unusable, version)
-    # the documents about to be rewritten go first, in one query (see worker.make_writer for why not
+    # the documents about to be rewritten go first, in one query (see worker.make_task for why not
     # per-track upserts); should the job stop half way, the next run finds them missing and redoes them
     stale = [f.track_id for f in todo if f.track_id in versions]
     _delete_tracks(settings, stale)
@@ -223,19 +223,20 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
         from pyspark.sql import functions as F
 
         sc = spark.sparkContext
-        from feature_extraction.worker import make_extractor, make_writer
+        from feature_extraction.worker import make_task
 
         n_parts = plan_partitions(len(todo), sc.defaultParallelism, settings)
         done_acc, failed_acc = sc.accumulator(0), sc.accumulator(0)
         paths = spark.createDataFrame(
             sc.parallelize([(f.track_id, f.path) for f in todo], n_parts), "track_id long, path string")
-        extracted = paths.mapInPandas(
-            make_extractor(str(audio_root), cfg, settings.min_seconds, done_acc, failed_acc), EXTRACT_SCHEMA)
+        # a broadcast hash join keeps the file list's partitions: no shuffle, and each task's rows arrive
+        # in one Python worker that extracts and writes them
         meta_df = metadata_frame(spark, meta, [f.track_id for f in todo])
-        joined = extracted.join(F.broadcast(meta_df), on="track_id", how="left")
+        joined = paths.join(F.broadcast(meta_df), on="track_id", how="left")
         written = joined.mapInPandas(
-            make_writer(settings.mongo_uri_with_secret, settings.mongo_db, settings.coll_tracks,
-                        settings.coll_errors, version), STATUS_SCHEMA)
+            make_task(str(audio_root), cfg, settings.min_seconds, settings.mongo_uri_with_secret,
+                      settings.mongo_db, settings.coll_tracks, settings.coll_errors, version, done_acc,
+                      failed_acc), STATUS_SCHEMA)
         sc.setJobDescription(f"extract features of {len(todo)} files ({n_parts} tasks)")
         with Progress(len(todo), done_acc, failed_acc, enabled=progress):
             statuses = [r.asDict() for r in written.collect()]
@@ -256,6 +257,7 @@ def summarise(statuses: list[dict], files, current, unusable, version: str, seco
     decode = [s["decode_s"] for s in extracted if s["decode_s"] is not None]
     extract = [s["extract_s"] for s in extracted if s["extract_s"] is not None]
     workers = {s["worker"]: s["warmups"] for s in statuses}
+    warm = [s["warm_s"] for s in statuses if s["warm_s"]]
     return {
         "audio_root": audio_root,
         "metadata": metadata_source,
@@ -270,6 +272,8 @@ def summarise(statuses: list[dict], files, current, unusable, version: str, seco
         "tasks": n_parts,
         "python_workers": len(workers),
         "warmups": sum(workers.values()),
+        "warmups_this_run": len(warm),
+        "warmup_s_mean": sum(warm) / len(warm) if warm else None,
         "decode_s_mean": sum(decode) / len(decode) if decode else None,
         "extract_s_mean": sum(extract) / len(extract) if extract else None,
         "seconds": seconds,

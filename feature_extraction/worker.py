@@ -1,9 +1,11 @@
-"""What runs on the executors: decode and extract many files per Python worker, then write documents.
+"""What runs on the executors: decode and extract many files per Python worker, and write documents.
 
-Both functions are factories returning the `mapInPandas` callables of the job. State that is costly
-to build lives at module level, so a reused Python worker (Spark's default,
-`spark.python.worker.reuse=true`) pays it once: librosa's import, filter banks, CQT bases and numba
-kernels (`ensure_warm`), and the MongoDB client (`_client`).
+`make_task` returns the job's one `mapInPandas` function: its rows are the task's files already joined
+with their metadata; it extracts each file and writes the track (or error) documents. One Python
+worker per task does both, so a task never holds two Python processes and the warm state is never
+split between them. State that is costly to build lives at module level, so a reused Python worker
+(Spark's default, `spark.python.worker.reuse=true`) pays it once: librosa's import, filter banks, CQT
+bases and numba kernels (`ensure_warm`), and the MongoDB client (`_client`).
 """
 from __future__ import annotations
 
@@ -34,10 +36,11 @@ def warmup_count() -> int:
     return _STATE["warmups"]
 
 
-def ensure_warm(cfg: features.ExtractorConfig) -> None:
-    """Warm this process up for `cfg` once: later calls are free."""
+def ensure_warm(cfg: features.ExtractorConfig) -> float:
+    """Warm this process up for `cfg` once; returns the seconds it took (0.0 when already warm)."""
     if _STATE["config"] == cfg:
-        return
+        return 0.0
+    started = time.perf_counter()
     try:  # one BLAS/OpenMP thread per worker: Spark already runs one worker per core
         from threadpoolctl import threadpool_limits
 
@@ -47,6 +50,7 @@ def ensure_warm(cfg: features.ExtractorConfig) -> None:
     features.warm_up(cfg)
     _STATE["config"] = cfg
     _STATE["warmups"] += 1
+    return time.perf_counter() - started
 
 
 def extract_file(path: str, cfg: features.ExtractorConfig, min_seconds: float) -> dict:
@@ -76,29 +80,6 @@ def extract_file(path: str, cfg: features.ExtractorConfig, min_seconds: float) -
         out["error"] = f"{audio.EXTRACT_FAILED}: {type(exc).__name__}: {exc}"
     out["extract_s"] = time.perf_counter() - t1
     return out
-
-
-def make_extractor(audio_root: str, cfg: features.ExtractorConfig, min_seconds: float,
-                   files_done=None, files_failed=None):
-    """mapInPandas function: (track_id, path) rows -> EXTRACT_SCHEMA rows."""
-
-    def run(batches):
-        ensure_warm(cfg)
-        wid = worker_id()
-        for pdf in batches:
-            rows = []
-            for track_id, rel in zip(pdf["track_id"], pdf["path"]):
-                result = extract_file(os.path.join(audio_root, rel), cfg, min_seconds)
-                result.update(track_id=int(track_id), path=rel, worker=wid, warmups=warmup_count())
-                rows.append(result)
-                if files_done is not None:
-                    files_done.add(1)
-                if files_failed is not None and result["error"]:
-                    files_failed.add(1)
-            yield pd.DataFrame(rows, columns=["track_id", "path", "features", "error", "audio_seconds",
-                                              "decode_s", "extract_s", "worker", "warmups"])
-
-    return run
 
 
 def _client(uri: str):
@@ -161,9 +142,14 @@ def insert_tracks(collection, docs: list[dict]) -> None:
         collection.insert_many([d for d in docs if d["_id"] in dup], ordered=False)
 
 
-def make_writer(uri: str, db: str, coll_tracks: str, coll_errors: str, version: str):
-    """mapInPandas function: extracted rows joined with metadata -> one status row per file, after
-    writing the track document (or the file's error document) to the store.
+STATUS_COLUMNS = ["track_id", "path", "status", "reason", "has_metadata", "audio_seconds", "decode_s",
+                  "extract_s", "warm_s", "worker", "warmups"]
+
+
+def make_task(audio_root: str, cfg: features.ExtractorConfig, min_seconds: float, uri: str, db: str,
+              coll_tracks: str, coll_errors: str, version: str, files_done=None, files_failed=None):
+    """mapInPandas function: rows (track_id, path, metadata columns, has_metadata) -> one status row per
+    file (STATUS_COLUMNS), after writing the track document, or the file's error document.
 
     Tracks go in with insert_many: the job has already removed the stored documents it rewrites (see
     job.run), and insert_tracks turns any leftover duplicate into a replacement, so a rerun or a retried
@@ -172,36 +158,42 @@ def make_writer(uri: str, db: str, coll_tracks: str, coll_errors: str, version: 
     O(catalogue) each; errors are keyed by path (a string) and use ReplaceOne/DeleteOne."""
     from pymongo import DeleteOne, ReplaceOne
 
+    def flush(database, track_docs, error_ops):
+        insert_tracks(database[coll_tracks], track_docs)
+        if error_ops:
+            database[coll_errors].bulk_write(error_ops, ordered=False)
+
     def run(batches):
+        warm_s = ensure_warm(cfg)
+        wid = worker_id()
         database = _client(uri)[db]
         for pdf in batches:
-            at = datetime.now(timezone.utc)
-            status = []
-            track_docs, error_ops = [], []
+            status, track_docs, error_ops = [], [], []
             for row in pdf.to_dict("records"):
-                if row["error"] is None and row["features"] is not None:
+                result = extract_file(os.path.join(audio_root, row["path"]), cfg, min_seconds)
+                at = datetime.now(timezone.utc)
+                if result["error"] is None:
+                    row["features"] = result["features"]
                     track_docs.append(track_document(row, version, at))
                     error_ops.append(DeleteOne({"_id": row["path"]}))
-                    status.append(("extracted", None))
                 else:
                     error_ops.append(ReplaceOne({"_id": row["path"]}, error_document(
-                        row["path"], row["track_id"], row["error"], version, at), upsert=True))
-                    status.append(("failed", row["error"]))
-            for i in range(0, len(track_docs), WRITE_BATCH):
-                insert_tracks(database[coll_tracks], track_docs[i:i + WRITE_BATCH])
-            for i in range(0, len(error_ops), WRITE_BATCH):
-                database[coll_errors].bulk_write(error_ops[i:i + WRITE_BATCH], ordered=False)
-            yield pd.DataFrame({
-                "track_id": pdf["track_id"].astype("int64"),
-                "path": pdf["path"],
-                "status": [s for s, _ in status],
-                "reason": [r for _, r in status],
-                "has_metadata": pdf["has_metadata"].eq(True),
-                "audio_seconds": pdf["audio_seconds"],
-                "decode_s": pdf["decode_s"],
-                "extract_s": pdf["extract_s"],
-                "worker": pdf["worker"],
-                "warmups": pdf["warmups"].astype("int64"),
-            })
+                        row["path"], row["track_id"], result["error"], version, at), upsert=True))
+                status.append({
+                    "track_id": int(row["track_id"]), "path": row["path"],
+                    "status": "failed" if result["error"] else "extracted", "reason": result["error"],
+                    "has_metadata": isinstance(row.get("has_metadata"), (bool, np.bool_)) and bool(row["has_metadata"]), "audio_seconds": result["audio_seconds"],
+                    "decode_s": result["decode_s"], "extract_s": result["extract_s"], "warm_s": warm_s,
+                    "worker": wid, "warmups": warmup_count()})
+                warm_s = 0.0  # reported once, with the first file after the warm-up
+                if files_done is not None:
+                    files_done.add(1)
+                if files_failed is not None and result["error"]:
+                    files_failed.add(1)
+                if len(track_docs) + len(error_ops) >= WRITE_BATCH:
+                    flush(database, track_docs, error_ops)
+                    track_docs, error_ops = [], []
+            flush(database, track_docs, error_ops)
+            yield pd.DataFrame(status, columns=STATUS_COLUMNS)
 
     return run

@@ -46,11 +46,11 @@ def test_partitions(files, parallelism, fixed, expected):
 def test_summary_counts_and_line():
     statuses = [
         {"path": "000/000002.mp3", "status": "extracted", "reason": None, "has_metadata": True,
-         "decode_s": 0.05, "extract_s": 0.07, "worker": "h:1", "warmups": 1},
+         "decode_s": 0.05, "extract_s": 0.07, "warm_s": 2.0, "worker": "h:1", "warmups": 1},
         {"path": "000/000003.mp3", "status": "extracted", "reason": None, "has_metadata": False,
-         "decode_s": 0.07, "extract_s": 0.09, "worker": "h:2", "warmups": 1},
+         "decode_s": 0.07, "extract_s": 0.09, "warm_s": 0.0, "worker": "h:2", "warmups": 1},
         {"path": "000/000004.mp3", "status": "failed", "reason": "too_short: 0.2 s", "has_metadata": True,
-         "decode_s": 0.01, "extract_s": None, "worker": "h:2", "warmups": 1},
+         "decode_s": 0.01, "extract_s": None, "warm_s": 0.0, "worker": "h:2", "warmups": 1},
     ]
     files = [AudioFile(s["path"], i) for i, s in enumerate(statuses)] + [AudioFile("000/000009.mp3", 9)]
     unusable = [AudioFile("000/x.mp3", None)]
@@ -58,6 +58,7 @@ def test_summary_counts_and_line():
     assert (s["extracted"], s["skipped_current"], s["failed"], s["without_metadata"]) == (2, 1, 2, 1)
     assert s["failure_reasons"] == {"too_short": 1, "bad_name": 1}
     assert s["python_workers"] == 2 and s["warmups"] == 2
+    assert s["warmups_this_run"] == 1 and s["warmup_s_mean"] == 2.0
     assert s["decode_s_mean"] == pytest.approx(0.06) and s["tracks_per_s"] == pytest.approx(1.0)
     line = job.summary_line(s)
     assert line.startswith("extracted 2, skipped 1 as current, failed 2 (bad_name 1, too_short 1); "

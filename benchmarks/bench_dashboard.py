@@ -12,7 +12,7 @@ recommendations, the neighbour table, an activity feed and micro-batch progress,
     PYTHONPATH=. .venv/bin/python benchmarks/bench_dashboard.py [--tracks 100000] [--users 10000] [--runs 5]
         [--refill] [--no-browser] [--skip-cold]
 
-The catalogue is generated (clustered synthetic vectors, see dashboard/synthetic.py) and kept in the
+The catalogue is generated (clustered synthetic vectors, benchmarks/synthetic.py) and kept in the
 database `musicrec_bench_dashboard` between runs (--refill rebuilds it); activity and batches are
 rewritten on every run so the "last minutes" windows hold data.
 """
@@ -81,10 +81,8 @@ def fill(db, s, args) -> None:
     if args.refill or have[s.coll_tracks] != args.tracks or have[s.coll_neighbours] != args.tracks \
             or have[s.coll_recommendations] != args.users:
         db.client.drop_database(s.mongo_db)
-        chunk = 2000
         with tqdm(total=args.tracks, unit="track", desc="tracks") as bar:
-            for first in range(0, args.tracks, chunk):
-                docs = synthetic.track_docs(min(chunk, args.tracks - first), seed=0, first_id=2 + first)
+            for docs in synthetic.track_chunks(args.tracks):
                 db[s.coll_tracks].insert_many(docs, ordered=False)
                 light += [{k: d[k] for k in ("_id", "title", "artist", "genre_top")} for d in docs]
                 bar.update(len(docs))
@@ -97,7 +95,7 @@ def fill(db, s, args) -> None:
                     db[name].insert_many(docs[i:i + 2000], ordered=False)
                     bar.update(len(docs[i:i + 2000]))
     else:
-        light = [{"_id": i + 2, "title": f"Track {i + 2}", "artist": "", "genre_top": ""} for i in range(args.tracks)]
+        light = [{"_id": i + 2, "title": f"#{i + 2}", "artist": "", "genre_top": ""} for i in range(args.tracks)]
     # the live collections are rewritten every run, so "the last 10 minutes" holds data
     db[s.coll_activity].drop()
     db[s.coll_batches].drop()
@@ -173,8 +171,8 @@ def snapshot_rows(db, s, args, ferret: bool) -> tuple[list[list[str]], str]:
     rows.append(["catalogue", "check every 30 s: model version", f"{statistics.median(times):,.2f}", ""])
     times, _ = timed(lambda: snapshot_key(db, s, s.coll_tracks, ferret), 3)
     rows.append(["catalogue", "check every 10 min: + collStats count", f"{statistics.median(times):,.2f}", ""])
-    times, _ = timed(lambda: cat.search("track 4242", 100), 5)
-    rows.append(["catalogue", "search 'track 4242' in memory", f"{statistics.median(times):,.3f}", ""])
+    times, _ = timed(lambda: cat.search("4242", 100), 5)
+    rows.append(["catalogue", "search '4242' in memory (title, artist, id)", f"{statistics.median(times):,.3f}", ""])
     return rows, key
 
 

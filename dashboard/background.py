@@ -14,6 +14,12 @@ from typing import Any
 Loader = Callable[[Any, Callable[[int], None]], Any]  # (previous value, progress(n)) -> new value
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception as one short line (driver errors can span many)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     value: Any
@@ -90,7 +96,7 @@ class Refresher:
                 value = self._load(previous, self._set_progress)
             except Exception as exc:  # a store that is down: keep the last value, report, retry later
                 with self._cond:
-                    self._error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    self._error = first_line(exc)
                     self._busy, self._progress = False, None
                     self._cond.notify_all()
                 continue
@@ -162,7 +168,7 @@ class KeyedRefresher:
                 value = self._load_one(key)
             except Exception as exc:
                 with self._cond:
-                    self._errors[key] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    self._errors[key] = first_line(exc)
                     self._took[key] = time.monotonic() - now
                     self._cond.notify_all()
                 continue

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from common import store as common_store
 from conf import Settings
+from dashboard.background import first_line as _first_line
 
 STORE_TIMEOUT_MS = 1500
 KAFKA_TIMEOUT_S = 1.5
@@ -29,15 +31,8 @@ class Health:
 
 
 def client(settings: Settings, timeout_ms: int = STORE_TIMEOUT_MS):
-    from pymongo import MongoClient
-
-    return MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=timeout_ms,
-                       connectTimeoutMS=timeout_ms, appname="musicrec-dashboard")
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """The project's client (common/store.py) with the dashboard's short timeouts."""
+    return common_store.client(settings, timeout_ms)
 
 
 def store_health(mongo_client, settings: Settings) -> Health:

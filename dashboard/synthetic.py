@@ -1,18 +1,19 @@
 """Store contents in the shapes of common/contracts.py, for the dashboard's tests and benchmark until
-(and besides) the real pipeline fills a database: a clustered catalogue with 519 features, model
-versions with the pointer document, neighbours, per-user recommendations, an activity feed and
-micro-batch progress. `fill(db, settings, ...)` writes them (inserts into empty collections)."""
+(and besides) the real pipeline fills a database: the project's clustered synthetic catalogue (519
+features, benchmarks/synthetic.py), model versions with the pointer document, neighbours, per-user
+recommendations, an activity feed and micro-batch progress. `fill(db, settings, ...)` writes them
+(inserts into empty collections)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from benchmarks.synthetic import FEATURE_DIM, GENRES, Catalogue, clustered, track_documents  # noqa: F401
 from conf import Settings
 
-FEATURE_DIM = 519
-GENRES = ("Blues", "Classical", "Country", "Easy Listening", "Electronic", "Experimental", "Folk", "Hip-Hop",
-          "Instrumental", "International", "Jazz", "Old-Time / Historic", "Pop", "Rock", "Soul-RnB", "Spoken")
 ACTIONS = ("play", "complete", "skip", "like", "dislike")
 
 
@@ -20,37 +21,17 @@ def user_id(i: int) -> str:
     return f"user-{i:05d}"
 
 
-def _world(dim: int, genres: int, seed: int):
-    """The fixed part of the generator (genre centres, mixing, per-feature scales): the same for every
-    chunk of one catalogue, so a catalogue can be generated in pieces."""
-    rng = np.random.default_rng([seed, 7])
-    return rng.normal(size=(genres, 16)) * 3.0, rng.normal(size=(16, dim)), 10.0 ** rng.uniform(-2, 2, size=dim)
+def track_chunks(n: int, seed: int = 0, first_id: int = 2, chunk: int = 2000) -> Iterator[list[dict]]:
+    """`tracks` documents of one clustered catalogue (benchmarks/synthetic.py), `chunk` at a time, so a
+    big catalogue is written without holding every document in memory."""
+    cat = clustered(n, seed=seed)
+    for start in range(0, n, chunk):
+        part = Catalogue(*(getattr(cat, f.name)[start:start + chunk] for f in fields(Catalogue)))
+        yield track_documents(part, "synthetic", first_id=first_id + start)
 
 
-def track_docs(n: int, seed: int = 0, first_id: int = 2, dim: int = FEATURE_DIM, genres: int = 8,
-               features: bool = True) -> list[dict]:
-    """Tracks whose features cluster by genre (so the map shows clusters); ids start at `first_id`.
-    Chunks generated with the same seed and consecutive `first_id`s form one catalogue."""
-    centres, mix, scale = _world(dim, genres, seed)
-    rng = np.random.default_rng([seed, first_id])
-    genre = rng.integers(0, genres, size=n)
-    latent = centres[genre] + rng.normal(size=(n, 16))
-    feats = (latent @ mix + rng.normal(size=(n, dim)) * 0.1) * scale if features else None
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    per_artist = 5
-    docs = []
-    for i in range(n):
-        tid = first_id + i
-        g = GENRES[int(genre[i]) % len(GENRES)]
-        doc = {"_id": tid, "title": f"Track {tid}", "artist": f"Artist {tid // per_artist}",
-               "album": f"Album {tid // (2 * per_artist)}", "album_type": "Album", "genre_top": g,
-               "genre_ids": [], "genres": [g], "tags": [], "listens": int(rng.zipf(1.5) % 100000),
-               "date_created": None, "duration": 30.0, "license": "CC BY 4.0", "recording": None,
-               "path": f"{tid:06d}"[:3] + f"/{tid:06d}.mp3", "feature_version": "synthetic", "extracted_at": now}
-        if feats is not None:
-            doc["features"] = [round(float(v), 5) for v in feats[i]]
-        docs.append(doc)
-    return docs
+def track_docs(n: int, seed: int = 0, first_id: int = 2) -> list[dict]:
+    return [doc for docs in track_chunks(n, seed, first_id) for doc in docs]
 
 
 def model_docs(n_versions: int = 2, catalogue_size: int = 0, k: int = 10) -> list[dict]:

@@ -173,9 +173,13 @@ def test_catalogue_snapshot_from_contract_documents(tmp_path):
     total = drawn[["x", "y"]].var().sum()
     assert within < 0.5 * total
     assert cat.positions([docs[0]["_id"], 10**9, "7", None]).tolist()[1:] == [-1, cat.positions([7])[0], -1]
-    assert cat.label(docs[0]["_id"]) == f"Track {docs[0]['_id']} - {docs[0]['artist']}" and cat.label(10**9) == "#1000000000"
-    hits = cat.search("track 1", limit=5)
-    assert len(hits) == 5 and hits["title"].str.lower().str.startswith("track 1").all()
+    assert cat.label(docs[0]["_id"]) == f"{docs[0]['title']} - {docs[0]['artist']}" and cat.label(10**9) == "#1000000000"
+    hits = cat.search("synthetic 1", limit=5)
+    assert len(hits) == 5 and hits["title"].str.lower().str.startswith("synthetic 1").all()
+    q = docs[7]["artist"].lower()
+    by_artist = cat.search(q.upper(), limit=500)
+    assert set(by_artist["track_id"]) == {d["_id"] for d in docs[:300] if q in d["artist"].lower() or q in d["title"].lower()}
+    assert docs[7]["_id"] in set(by_artist["track_id"])
     assert cat.search(str(docs[3]["_id"]))["track_id"].iloc[0] in {d["_id"] for d in docs}
     path = cat.save(tmp_path / "c.parquet")
     back = catalogue.Catalogue.load(path)

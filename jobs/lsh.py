@@ -1,4 +1,4 @@
-"""Banded random-projection LSH in numpy: the retrieval core shared by the model job (item-to-item
+"""Banded random-projection LSH in numpy and numba: the retrieval core shared by the model job (item-to-item
 neighbours, evaluation) and the streaming job (candidates for many users of a micro-batch at once).
 
 Spark's `BucketedRandomProjectionLSH` gives each hash table ONE projection: h_j(x) = floor(x . v_j / w).
@@ -8,7 +8,14 @@ model's k*L projections are split into L bands of k; a band key is the tuple of 
 hashes are exactly the ones Spark computes (`model.transform` gives the same bucket ids), so the
 index can be built from a fitted Spark model's `randUnitVectors` and `bucketLength`.
 
-All functions are pure and vectorised over many queries; nothing here knows Spark, Kafka or MongoDB.
+Retrieval for a block of queries: the query's band keys are looked up by binary search in each band's
+sorted catalogue keys; one compiled kernel (numba, parallel over queries) walks the matching buckets,
+scores each distinct candidate once by exact distance and keeps the top k. So the cost follows the
+number of candidates, not the catalogue size, and no (queries x catalogue) array is ever made.
+Item-to-item neighbours of the whole catalogue skip the lookup (an item's buckets are the runs of equal
+sorted keys around it).
+
+All functions are pure and work on many queries at once; nothing here knows Spark, Kafka or MongoDB.
 """
 from __future__ import annotations
 

@@ -218,7 +218,7 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
     _delete_tracks(settings, stale)
 
     statuses = []
-    n_parts = 0
+    n_parts, spark_s = 0, 0.0
     if todo:
         from pyspark.sql import functions as F
 
@@ -238,12 +238,16 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
                       settings.mongo_db, settings.coll_tracks, settings.coll_errors, version, done_acc,
                       failed_acc), STATUS_SCHEMA)
         sc.setJobDescription(f"extract features of {len(todo)} files ({n_parts} tasks)")
+        spark_started = time.perf_counter()
         with Progress(len(todo), done_acc, failed_acc, enabled=progress):
             statuses = [r.asDict() for r in written.collect()]
+        spark_s = time.perf_counter() - spark_started
         sc.setJobDescription(None)
 
-    return summarise(statuses, files, current, unusable, version, time.perf_counter() - started, n_parts,
-                     str(audio_root), meta.attrs.get("source"))
+    summary = summarise(statuses, files, current, unusable, version, time.perf_counter() - started, n_parts,
+                        str(audio_root), meta.attrs.get("source"))
+    summary["spark_s"] = spark_s
+    return summary
 
 
 def summarise(statuses: list[dict], files, current, unusable, version: str, seconds: float, n_parts: int,

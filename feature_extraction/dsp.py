@@ -105,9 +105,10 @@ def rms(power: np.ndarray, n_fft: int) -> np.ndarray:
 def centroid_bandwidth(mag: np.ndarray, sr: float, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
     """librosa.feature.spectral_centroid and spectral_bandwidth (p=2) of the magnitude: (time, 1) each.
 
-    Both come from the first three spectral moments (one small matrix product): the bandwidth is
-    sqrt(E[f^2] - centroid^2) over the frame's normalised spectrum. The product runs in float64 so the
-    subtraction keeps its precision for narrow-band frames (a sine)."""
+    Both come from the first three spectral moments (one small float32 matrix product): the bandwidth
+    is sqrt(E[f^2] - centroid^2) over the frame's normalised spectrum. Where that difference is small
+    against centroid^2 (narrow-band frames, a sine) the subtraction would lose precision, so those
+    frames are recomputed directly in float64."""
     freq = fft_frequencies(sr, n_fft)
     moments = mag @ np.stack([np.ones_like(freq), freq, freq * freq], axis=1).astype(np.float32)
     m0 = moments[:, 0].astype(np.float64)

@@ -12,7 +12,9 @@ ffmpeg (44.1 kHz stereo, 256 kbit/s, like FMA's clips) at `<audio_dir>/NNN/NNNNN
 
 Track ids are stable: package base id + 100 x (index of the recording in the package's sorted music
 files) + clip index, so re-running with other options reuses every clip already cut, and clips no
-longer selected are removed so the folder and tracks.csv always agree. Genres come from FMA's genre
+longer selected are removed so the folder and tracks.csv always agree. The builder only ever removes
+or reuses clips it made itself (listed in `<audio_dir>/.musicrec_corpus.json`); a planned path taken by
+any other file is an error, so pointing it at a real FMA folder cannot damage it. Genres come from FMA's genre
 table, chosen per package and folder/title (a judgement, not a label from the composers). `listens`
 follow a Zipf law and are simulated. Each clip's source recording is written into the track's
 `information` text (`musicrec-recording: <package>/<file>`), the ground truth the model's tests use:
@@ -21,6 +23,7 @@ clips cut from one recording should be each other's neighbours.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -363,17 +366,30 @@ def cut_clip(clip: Clip, dest: Path) -> bool:
     return True
 
 
-def prune(audio_dir: Path, keep: set[int], bases: list[int]) -> int:
-    """Remove clips of these packages' id ranges that are not in `keep`; returns how many."""
+MANIFEST = ".musicrec_corpus.json"  # in the audio folder: the track ids this builder owns there
+
+
+def read_manifest(audio_dir: Path) -> set[int]:
+    path = audio_dir / MANIFEST
+    if not path.is_file():
+        return set()
+    return {int(t) for t in json.loads(path.read_text()).get("track_ids", [])}
+
+
+def write_manifest(audio_dir: Path, track_ids: set[int]) -> None:
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    tmp = audio_dir / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"track_ids": sorted(track_ids)}))
+    tmp.replace(audio_dir / MANIFEST)
+
+
+def prune(audio_dir: Path, keep: set[int], owned: set[int]) -> int:
+    """Remove the clips this builder made earlier (`owned`) that are not in `keep`; never anything else."""
     removed = 0
-    if not audio_dir.is_dir():
-        return 0
-    for f in layout.list_audio_files(audio_dir):
-        tid = f.track_id
-        if tid is None or tid in keep:
-            continue
-        if any(base <= tid < base + 10000 for base in bases):
-            (audio_dir / f.path).unlink()
+    for tid in sorted(owned - keep):
+        path = layout.audio_path(audio_dir, tid)
+        if path.is_file():
+            path.unlink()
             removed += 1
     return removed
 
@@ -453,7 +469,13 @@ def build(settings: Settings, audio_dir=None, metadata_dir=None, packages=DEFAUL
         raise CorpusError("no recording of at least 30 s in the selected packages")
 
     dests = {c.track_id: layout.audio_path(audio_dir, c.track_id) for c in clips}
-    removed = prune(audio_dir, set(dests), [PACKAGES[p].base_id for p in packages])
+    owned = read_manifest(audio_dir)
+    foreign = [str(p) for tid, p in dests.items() if tid not in owned and p.exists()]
+    if foreign:
+        raise CorpusError(f"{len(foreign)} clip path(s) are taken by files this builder did not make "
+                          f"(e.g. {foreign[0]}); use an empty --audio-dir")
+    write_manifest(audio_dir, owned | set(dests))  # claimed before cutting: an interrupted run resumes
+    removed = prune(audio_dir, set(dests), owned)
     todo = [c for c in clips if not (dests[c.track_id].is_file() and dests[c.track_id].stat().st_size > 0)]
     if todo:
         from tqdm import tqdm
@@ -463,6 +485,7 @@ def build(settings: Settings, audio_dir=None, metadata_dir=None, packages=DEFAUL
             for _ in pool.map(lambda c: cut_clip(c, dests[c.track_id]), todo):
                 bar.update(1)
 
+    write_manifest(audio_dir, set(dests))
     genres, genres_origin = load_fma_genres(Path(fma_genres) if fma_genres else None)
     metadata_dir.mkdir(parents=True, exist_ok=True)
     fma_csv.write_tracks_csv(tracks_rows(clips, genres, seed), metadata_dir / "tracks.csv")

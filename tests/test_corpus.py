@@ -112,6 +112,25 @@ def test_rebuild_reuses_clips_and_a_smaller_selection_prunes(built, tmp_path):
     assert (first.clips, smaller.clips, smaller.cut, smaller.removed) == (4, 2, 0, 2)
     assert len(layout.list_audio_files(other.audio_dir)) == 2
     assert len(metadata.load_metadata(other.metadata_dir)) == 2
+    # another package replaces these clips: the old ones go, as tracks.csv no longer lists them
+    swapped = corpus.build(other, packages=("hedgewars-data",), max_recordings=1, max_clips=1, progress=False)
+    assert (swapped.clips, swapped.removed) == (1, 2)
+    assert [f.track_id for f in layout.list_audio_files(other.audio_dir)] == list(
+        metadata.load_metadata(other.metadata_dir).index)
+
+
+def test_builder_never_touches_files_it_did_not_make(tmp_path):
+    settings = Settings(audio_dir=tmp_path / "fma_small", metadata_dir=tmp_path / "m")
+    theirs = layout.audio_path(settings.audio_dir, 120000)  # a "real FMA" track at a planned path
+    other = layout.audio_path(settings.audio_dir, 120007)   # and one in the package's id range
+    for path in (theirs, other):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"real FMA audio")
+    with pytest.raises(corpus.CorpusError, match="taken by files this builder did not make"):
+        corpus.build(settings, packages=("supertux-data",), max_recordings=1, max_clips=1, progress=False)
+    theirs.unlink()
+    corpus.build(settings, packages=("supertux-data",), max_recordings=1, max_clips=1, progress=False)
+    assert other.read_bytes() == b"real FMA audio"
 
 
 def test_clips_of_one_recording_are_nearest_neighbours(built):

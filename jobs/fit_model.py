@@ -153,32 +153,13 @@ def _plain(v):
     return v
 
 
-def run(spark, settings: Settings, **overrides) -> dict:
-    """Fit, save, evaluate, write neighbours and publish a model version; returns its `models` record.
-
-    overrides: pca_k, bucket_length, band_size, bands (used as given when tuning is off), tune (bool),
-    recall_target, top_k, seed, tune_queries, eval_queries, feature_version, grid (tuning.Grid),
-    write_neighbours (bool), progress (bool), publish (bool: point "current" at the new version).
-    """
-    unknown = set(overrides) - {*TUNED, "tune", "recall_target", "top_k", "seed", "tune_queries",
-                                "eval_queries", "feature_version", "grid", "write_neighbours", "progress",
-                                "publish"}
-    if unknown:
-        raise TypeError(f"unknown fit options: {sorted(unknown)}")
-    opt = {"tune": settings.lsh_tune, "recall_target": settings.recall_target, "top_k": settings.top_k,
-           "seed": settings.seed, "tune_queries": settings.tune_queries, "eval_queries": settings.eval_queries,
-           "feature_version": None, "grid": Grid(), "write_neighbours": True, "progress": True, "publish": True,
-           "pca_k": settings.pca_k, "bucket_length": settings.lsh_bucket_length,
-           "band_size": settings.lsh_band_size, "bands": settings.lsh_bands} | overrides
+def _fit(df, cat: Catalogue, settings: Settings, opt: dict, timings: dict) -> dict:
+    """Tune, fit, save, check, evaluate and compute neighbours: the body of `run`, returning the
+    record's parts (timings are added to `timings`)."""
     k = int(opt["top_k"])
-    timings = {}
-
-    t0 = time.perf_counter()
-    df, cat = load_tracks(spark, settings, opt["feature_version"])
     n, d_in = cat.features.shape
     if n <= k:
         raise ValueError(f"{n} tracks with features of version {cat.feature_version}: need more than top_k={k}")
-    timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if opt["tune"]:
@@ -217,20 +198,49 @@ def run(spark, settings: Settings, **overrides) -> dict:
         unreduced=bundle.standardise(cat.features, dtype=np.float32) if bundle.pca is not None else None)
     timings["evaluate_s"] = time.perf_counter() - t0
 
-    if opt["write_neighbours"]:
-        t0 = time.perf_counter()
-        stats = neighbours.run(settings, bundle=bundle, progress=opt["progress"])
-        metrics |= {"coverage": stats["coverage"], "neighbours_filled_exact": stats["filled_exact"],
-                    "neighbours_seconds": stats["seconds"]}
-        timings["neighbours_s"] = time.perf_counter() - t0
-    df.unpersist()
+    t0 = time.perf_counter()
+    stats = neighbours.run(settings, bundle=bundle, progress=opt["progress"],
+                           store=opt["write_neighbours"] and opt["publish"])
+    metrics |= {"coverage": stats["coverage"], "neighbours_filled_exact": stats["filled_exact"],
+                "neighbours_seconds": stats["seconds"]}
+    timings["neighbours_s"] = time.perf_counter() - t0
+    return {"version": version, "params": params, "metrics": metrics, "tuning": tuning, "bundle_check": check}
 
+
+def run(spark, settings: Settings, **overrides) -> dict:
+    """Fit, save, evaluate, write neighbours and publish a model version; returns its `models` record.
+
+    overrides: pca_k, bucket_length, band_size, bands (used as given when tuning is off), tune (bool),
+    recall_target, top_k, seed, tune_queries, eval_queries, feature_version, grid (tuning.Grid),
+    write_neighbours (bool), progress (bool), publish (bool: point "current" at the new version; the
+    neighbour table is only replaced when publishing, since it serves the current version).
+    """
+    unknown = set(overrides) - {*TUNED, "tune", "recall_target", "top_k", "seed", "tune_queries",
+                                "eval_queries", "feature_version", "grid", "write_neighbours", "progress",
+                                "publish"}
+    if unknown:
+        raise TypeError(f"unknown fit options: {sorted(unknown)}")
+    opt = {"tune": settings.lsh_tune, "recall_target": settings.recall_target, "top_k": settings.top_k,
+           "seed": settings.seed, "tune_queries": settings.tune_queries, "eval_queries": settings.eval_queries,
+           "feature_version": None, "grid": Grid(), "write_neighbours": True, "progress": True, "publish": True,
+           "pca_k": settings.pca_k, "bucket_length": settings.lsh_bucket_length,
+           "band_size": settings.lsh_band_size, "bands": settings.lsh_bands} | overrides
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    df, cat = load_tracks(spark, settings, opt["feature_version"])
+    timings["load_s"] = time.perf_counter() - t0
+    try:
+        parts = _fit(df, cat, settings, opt, timings)
+    finally:
+        df.unpersist()
+
+    version = parts["version"]
     record = _plain({
-        "_id": version, "version": version, "created_at": datetime.now(timezone.utc),
+        "_id": version, "created_at": datetime.now(timezone.utc),
         "path": str(version_dir(settings, version)), "pipeline_path": str(pipeline_path(settings, version)),
         "bundle_path": str(bundle_path(settings, version)), "feature_version": cat.feature_version,
-        "catalogue_size": int(n), "params": params, "metrics": metrics, "tuning": tuning,
-        "bundle_check": check, "timings": timings,
+        "catalogue_size": len(cat.ids), **parts, "timings": timings,
     })
     from common.store import database
 

@@ -70,14 +70,17 @@ def write(settings: Settings, docs: Iterator[dict], version: str, total: int | N
 
 
 def run(settings: Settings, version: str | None = None, bundle: ModelBundle | None = None,
-        progress: bool = True) -> dict:
-    """Compute and store the neighbour table of `version` (default: current). Returns its statistics."""
+        progress: bool = True, store: bool = True) -> dict:
+    """Compute the neighbour table of `version` (default: current) and, with `store`, write it.
+    Returns its statistics."""
     bundle = bundle or load_bundle(settings, version)
     t0 = time.perf_counter()
     nb_ids, nb_d, n_cand = compute(bundle, settings.top_k)
     seconds = time.perf_counter() - t0
-    counts = write(settings, documents(bundle.ids, nb_ids, nb_d, bundle.version), bundle.version,
-                   total=len(bundle.ids), progress=progress)
+    counts = {}
+    if store:
+        counts = write(settings, documents(bundle.ids, nb_ids, nb_d, bundle.version), bundle.version,
+                       total=len(bundle.ids), progress=progress)
     found = np.unique(nb_ids[nb_ids >= 0])
     return {"model_version": bundle.version, "tracks": int(len(bundle.ids)), "k": int(settings.top_k),
             "seconds": seconds, "candidates_mean": float(n_cand.mean()) if len(n_cand) else 0.0,

@@ -1,0 +1,231 @@
+"""The activity event contract: parsing and validation as pure functions.
+
+A Kafka `activity` record (key = user id, value = JSON) becomes either an `Event` or a `Reject` with a
+reason that says exactly what is wrong. Nothing here raises on bad input: malformed JSON, wrong types,
+missing fields, unknown actions or tracks and absurd times are all rejects, which the stream sends to
+the dead-letter sink with the raw value.
+
+    {"event_id": "e-1", "user_id": "u-42", "track_id": 2, "action": "skip",
+     "event_time": "2026-11-24T22:15:03.120Z", "ms_played": 4200, "session_id": "s-9"}
+
+- `event_id`, `user_id`, `session_id`: non-empty strings of at most `MAX_ID_CHARS` characters.
+- `track_id`: an integer (JSON number without a fraction; booleans are not integers) of the catalogue.
+- `action`: one of `common.contracts.ACTIONS` (play, complete, skip, like, dislike).
+- `event_time`: ISO-8601 (UTC; a time without an offset is read as UTC) or integer epoch milliseconds.
+  It is judged against the Kafka record's timestamp, never the wall clock, so a replay of the same
+  records accepts and rejects exactly the same events: earlier than `MIN_EVENT_TIME`, more than
+  `max_future_s` after the record or more than `max_age_s` before it is absurd.
+- `ms_played`: an integer in [0, `MAX_MS_PLAYED`].
+Other fields are ignored (forward compatible). A Kafka key, when present, must equal `user_id`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Callable, Container
+
+from common.contracts import ACTIONS
+
+FIELDS = ("event_id", "user_id", "track_id", "action", "event_time", "ms_played", "session_id")
+MAX_RAW_BYTES = 16_384            # a real event is ~200 bytes; more is garbage or abuse
+MAX_ID_CHARS = 128
+MAX_MS_PLAYED = 24 * 3600 * 1000  # a day of play for one event is absurd
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MIN_EVENT_MS = int(MIN_EVENT_TIME.timestamp() * 1000)
+
+# reason codes: the first word of every reason, stable for dashboards and tests
+MALFORMED = "malformed_json"
+NOT_OBJECT = "not_an_object"
+TOO_LARGE = "too_large"
+MISSING = "missing_field"
+WRONG_TYPE = "wrong_type"
+BAD_VALUE = "bad_value"
+UNKNOWN_ACTION = "unknown_action"
+UNKNOWN_TRACK = "unknown_track"
+BAD_TIME = "bad_time"
+KEY_MISMATCH = "key_mismatch"
+REASON_CODES = (MALFORMED, NOT_OBJECT, TOO_LARGE, MISSING, WRONG_TYPE, BAD_VALUE, UNKNOWN_ACTION,
+                UNKNOWN_TRACK, BAD_TIME, KEY_MISMATCH)
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    user_id: str
+    track_id: int
+    action: str
+    event_time_ms: int      # epoch milliseconds, UTC
+    ms_played: int
+    session_id: str
+
+    def to_json(self) -> str:
+        """The canonical wire form (event_time as epoch ms)."""
+        d = asdict(self)
+        d["event_time"] = d.pop("event_time_ms")
+        return json.dumps(d, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Reject:
+    code: str
+    detail: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far an event time may lie from its Kafka record's timestamp."""
+    max_future_s: float = 300.0
+    max_age_s: float = 30 * 86400.0
+
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        return cls(max_future_s=float(settings.event_max_future_seconds),
+                   max_age_s=float(settings.event_max_age_days) * 86400.0)
+
+
+def _short(value, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _type_name(value) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_time_ms(value) -> int | Reject:
+    """ISO-8601 text or integer epoch milliseconds -> epoch ms (UTC), or a Reject."""
+    if _is_int(value):
+        ms = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            return Reject(BAD_TIME, f"event_time {_short(value)} is not ISO-8601 or epoch milliseconds")
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        ms = int(round(dt.timestamp() * 1000))
+    elif isinstance(value, float):
+        return Reject(WRONG_TYPE, f"event_time must be ISO-8601 text or integer epoch ms, got number {_short(value)}")
+    else:
+        return Reject(WRONG_TYPE, f"event_time must be ISO-8601 text or integer epoch ms, got {_type_name(value)}")
+    return ms
+
+
+def _check_time(ms: int, ref_ms: int | None, limits: Limits) -> Reject | None:
+    if ms < MIN_EVENT_MS:
+        hint = " (epoch seconds? the contract wants milliseconds)" if ms > 0 and ms * 1000 >= MIN_EVENT_MS else ""
+        return Reject(BAD_TIME, f"event_time {ms} ms is before {MIN_EVENT_TIME:%Y-%m-%d}{hint}")
+    if ref_ms is not None:
+        ahead = (ms - ref_ms) / 1000.0
+        if ahead > limits.max_future_s:
+            return Reject(BAD_TIME, f"event_time is {ahead:.0f} s after its Kafka record "
+                                    f"(at most {limits.max_future_s:.0f} s allowed)")
+        if -ahead > limits.max_age_s:
+            return Reject(BAD_TIME, f"event_time is {-ahead / 86400:.1f} days before its Kafka record "
+                                    f"(at most {limits.max_age_s / 86400:.1f} days allowed)")
+    return None
+
+
+def _id_field(obj: dict, name: str) -> str | Reject:
+    value = obj[name]
+    if not isinstance(value, str):
+        return Reject(WRONG_TYPE, f"{name} must be a string, got {_type_name(value)} {_short(value)}")
+    if not value.strip():
+        return Reject(BAD_VALUE, f"{name} is empty")
+    if len(value) > MAX_ID_CHARS:
+        return Reject(BAD_VALUE, f"{name} is longer than {MAX_ID_CHARS} characters")
+    return value
+
+
+def validate(obj, *, key: str | None = None, ref_ms: int | None = None,
+             known: Container[int] | Callable[[int], bool] | None = None,
+             limits: Limits = Limits()) -> Event | Reject:
+    """A decoded JSON value -> Event, or the first problem found (in field order)."""
+    if not isinstance(obj, dict):
+        return Reject(NOT_OBJECT, f"the value must be a JSON object, got {_type_name(obj)}")
+    missing = [f for f in FIELDS if f not in obj]
+    if missing:
+        return Reject(MISSING, f"missing field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    values = {}
+    for name in ("event_id", "user_id", "session_id"):
+        v = _id_field(obj, name)
+        if isinstance(v, Reject):
+            return v
+        values[name] = v
+    if key is not None and key != values["user_id"]:
+        return Reject(KEY_MISMATCH, f"Kafka key {_short(key)} differs from user_id {_short(values['user_id'])}")
+
+    track = obj["track_id"]
+    if not _is_int(track):
+        return Reject(WRONG_TYPE, f"track_id must be an integer, got {_type_name(track)} {_short(track)}")
+    if track < 0:
+        return Reject(BAD_VALUE, f"track_id {track} is negative")
+
+    action = obj["action"]
+    if not isinstance(action, str):
+        return Reject(WRONG_TYPE, f"action must be a string, got {_type_name(action)} {_short(action)}")
+    if action not in ACTIONS:
+        return Reject(UNKNOWN_ACTION, f"action {_short(action)} is not one of {', '.join(ACTIONS)}")
+
+    ms = parse_time_ms(obj["event_time"])
+    if isinstance(ms, Reject):
+        return ms
+    bad = _check_time(ms, ref_ms, limits)
+    if bad is not None:
+        return bad
+
+    played = obj["ms_played"]
+    if not _is_int(played):
+        return Reject(WRONG_TYPE, f"ms_played must be an integer, got {_type_name(played)} {_short(played)}")
+    if not 0 <= played <= MAX_MS_PLAYED:
+        return Reject(BAD_VALUE, f"ms_played {played} is outside [0, {MAX_MS_PLAYED}]")
+
+    if known is not None:
+        is_known = known(track) if callable(known) else track in known
+        if not is_known:
+            return Reject(UNKNOWN_TRACK, f"track_id {track} is not in the catalogue")
+    return Event(values["event_id"], values["user_id"], int(track), action, int(ms), int(played),
+                 values["session_id"])
+
+
+def parse(raw: str | bytes | None, *, key: str | None = None, ref_ms: int | None = None,
+          known: Container[int] | Callable[[int], bool] | None = None,
+          limits: Limits = Limits()) -> Event | Reject:
+    """A raw Kafka value -> Event or Reject. Never raises."""
+    if raw is None:
+        return Reject(MALFORMED, "the record has no value")
+    try:
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            raw = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Reject(MALFORMED, f"the value is not UTF-8 ({exc.reason} at byte {exc.start})")
+    if len(raw) > MAX_RAW_BYTES:
+        return Reject(TOO_LARGE, f"the value has {len(raw)} characters (at most {MAX_RAW_BYTES})")
+    try:
+        obj = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        return Reject(MALFORMED, str(exc)[:200])
+    try:
+        return validate(obj, key=key, ref_ms=ref_ms, known=known, limits=limits)
+    except Exception as exc:  # a validator bug must not kill the query: the event is still a dead letter
+        return Reject(BAD_VALUE, f"unexpected {type(exc).__name__}: {str(exc)[:160]}")
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def reason_code(reason: str) -> str:
+    """The code of a reason text ('unknown_track: ...' -> 'unknown_track')."""
+    return reason.split(":", 1)[0]

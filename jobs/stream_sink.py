@@ -1,0 +1,174 @@
+"""The streaming job's MongoDB edge: documents as pure functions, idempotent batched writes.
+
+- `recommendations` (`_id` = user_id): a replace-upsert per active user. The document is a function of
+  the user's state after the micro-batch, the model and the batch id only, so a replayed micro-batch
+  writes the same document again; only `updated_at` (the write time) differs (`comparable()`).
+- `dead_letters` (`_id` = topic-partition-offset) and `activity` (`_id` = event_id): inserts; a
+  replay meets duplicate keys, which are ignored, so both stay exactly-once.
+- `stream_batches` (`_id` = batch_id): the metrics of each micro-batch (replace-upsert).
+
+Two FerretDB v1.24 limits shape the writes (see the stream README section): each update statement is
+its own SQLite transaction, and one `update` command that replaces 100 or more existing documents
+leaks its connection pool and hangs the database. So replaces go in commands of `CHUNK` statements.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+CHUNK = 50                     # replace statements per command (FerretDB hangs at 100)
+RAW_MAX_CHARS = 4096           # raw values longer than this are stored truncated
+WRITE_TIME_FIELDS = ("updated_at",)
+RUN_DEPENDENT_FIELDS = ("batch_id",)   # differs between two runs with other micro-batch boundaries
+
+
+def utc_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- documents ----------------------------------------------------------------------------------------
+
+def recommendation_doc(user_id: str, items: list[dict], *, model_version: str, event_time_max_ms: int,
+                       n_events: int, offsets: dict, batch_id: int, updated_at: datetime,
+                       candidates: int) -> dict:
+    return {"_id": user_id, "user_id": user_id, "items": items, "model_version": model_version,
+            "event_time_max": utc_ms(event_time_max_ms), "updated_at": updated_at, "batch_id": int(batch_id),
+            "offsets": offsets, "n_events": int(n_events), "candidates": int(candidates)}
+
+
+def dead_letter_doc(raw, reason: str, *, topic: str, partition: int, offset: int, key, kafka_ms: int | None,
+                    batch_id: int, at: datetime) -> dict:
+    text = raw_text(raw)
+    doc = {"_id": f"{topic}-{partition}-{offset}", "raw": text[:RAW_MAX_CHARS], "reason": reason,
+           "code": reason.split(":", 1)[0], "at": at, "topic": topic, "partition": int(partition),
+           "offset": int(offset), "key": raw_text(key) if key is not None else None,
+           "kafka_time": utc_ms(kafka_ms) if kafka_ms is not None else None, "batch_id": int(batch_id)}
+    if len(text) > RAW_MAX_CHARS:
+        doc["raw_chars"] = len(text)
+    return doc
+
+
+def raw_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def activity_doc(event: dict, *, title: str | None, artist: str | None, at: datetime) -> dict:
+    return {"_id": event["event_id"], "user_id": event["user_id"], "track_id": int(event["track_id"]),
+            "title": title, "artist": artist, "action": event["action"],
+            "event_time": utc_ms(int(event["event_time"])), "ms_played": int(event["ms_played"]),
+            "session_id": event["session_id"], "partition": int(event["partition"]),
+            "offset": int(event["offset"]), "at": at}
+
+
+def latency_summary(latencies_ms, bucket_ms: int = 10) -> dict:
+    """p50/p95/p99 and a sparse histogram (bucket lower bounds in ms, counts) to merge batches exactly."""
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    if len(lat) == 0:
+        return {"latency_ms_p50": None, "latency_ms_p95": None, "latency_ms_p99": None,
+                "latency_hist": {"bucket_ms": bucket_ms, "lo": [], "n": []}}
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    lo, n = np.unique((np.maximum(lat, 0) // bucket_ms).astype(np.int64) * bucket_ms, return_counts=True)
+    return {"latency_ms_p50": round(float(p50), 1), "latency_ms_p95": round(float(p95), 1),
+            "latency_ms_p99": round(float(p99), 1),
+            "latency_hist": {"bucket_ms": bucket_ms, "lo": lo.tolist(), "n": n.tolist()}}
+
+
+def merge_histograms(hists) -> tuple[np.ndarray, np.ndarray]:
+    """Histograms of many batches -> (bucket lower bounds, counts), summed."""
+    acc: dict[int, int] = {}
+    for h in hists:
+        for lo, n in zip(h.get("lo", []), h.get("n", [])):
+            acc[int(lo)] = acc.get(int(lo), 0) + int(n)
+    keys = np.array(sorted(acc), dtype=np.int64)
+    return keys, np.array([acc[k] for k in keys], dtype=np.int64)
+
+
+def histogram_percentiles(lo: np.ndarray, n: np.ndarray, qs=(50, 95, 99), bucket_ms: int = 10) -> list[float]:
+    """Percentiles from a merged histogram (upper bound of the bucket that holds each rank)."""
+    if len(n) == 0:
+        return [float("nan")] * len(qs)
+    cum = np.cumsum(n)
+    out = []
+    for q in qs:
+        rank = q / 100.0 * cum[-1]
+        i = int(np.searchsorted(cum, rank, side="left"))
+        out.append(float(lo[min(i, len(lo) - 1)] + bucket_ms))
+    return out
+
+
+def comparable(doc: dict, across_runs: bool = False) -> dict:
+    """A document without its write time (and, across runs, without the run's batch numbering)."""
+    drop = WRITE_TIME_FIELDS + (RUN_DEPENDENT_FIELDS if across_runs else ())
+    return {k: v for k, v in doc.items() if k not in drop}
+
+
+# --- writes -------------------------------------------------------------------------------------------
+
+class Sink:
+    """Batched, idempotent writes of one micro-batch's documents."""
+
+    def __init__(self, settings, db=None):
+        from common.store import database
+
+        self.settings = settings
+        self.db = db if db is not None else database(settings, timeout_ms=10_000)
+        self._last_trim = 0.0
+
+    def write_recommendations(self, docs: list[dict]) -> int:
+        from pymongo import ReplaceOne
+
+        coll = self.db[self.settings.coll_recommendations]
+        for s in range(0, len(docs), CHUNK):
+            coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + CHUNK]],
+                            ordered=False)
+        return len(docs)
+
+    def _insert_new(self, collection: str, docs: list[dict]) -> int:
+        """Insert, ignoring documents whose _id exists already (a replayed batch)."""
+        from pymongo.errors import BulkWriteError
+
+        if not docs:
+            return 0
+        try:
+            return len(self.db[collection].insert_many(docs, ordered=False).inserted_ids)
+        except BulkWriteError as exc:
+            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if other:
+                raise
+            return int(exc.details.get("nInserted", 0))
+
+    def write_dead_letters(self, docs: list[dict]) -> int:
+        return self._insert_new(self.settings.coll_dead_letters, docs)
+
+    def write_activity(self, docs: list[dict]) -> int:
+        """The newest `activity_feed_size` events of the batch; older ones are trimmed every few seconds."""
+        keep = int(self.settings.activity_feed_size)
+        if keep <= 0 or not docs:
+            return 0
+        docs = sorted(docs, key=lambda d: (d["event_time"], d["_id"]))[-keep:]
+        n = self._insert_new(self.settings.coll_activity, docs)
+        if time.monotonic() - self._last_trim > 10.0:
+            self.trim_activity(keep)
+        return n
+
+    def trim_activity(self, keep: int) -> int:
+        """Delete all but the newest `keep` events (FerretDB does not enforce capped collections)."""
+        self._last_trim = time.monotonic()
+        coll = self.db[self.settings.coll_activity]
+        cut = list(coll.find({}, {"event_time": 1}).sort([("event_time", -1), ("_id", -1)]).skip(keep).limit(1))
+        if not cut:
+            return 0
+        return coll.delete_many({"event_time": {"$lte": cut[0]["event_time"]}}).deleted_count
+
+    def write_batch(self, doc: dict) -> None:
+        self.db[self.settings.coll_batches].replace_one({"_id": doc["_id"]}, doc, upsert=True)

@@ -1,0 +1,185 @@
+"""The per-user step of the stateful operator and the driver's documents, without Spark or services."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import events as ev
+from jobs import recommend_stream as rs
+from jobs import stream_sink as sk
+from jobs import taste
+from jobs.stream_batch import BatchWriter
+from jobs.lsh import BandedIndex
+from jobs.ranking import Catalogue
+
+T0 = 1_795_000_000_000
+KNOWN = rs.Known.of([10, 11, 12, 13, 14], [30.0, 30.0, 0.0, 200.0, 30.0])
+RULES, LIMITS = taste.Rules(), ev.Limits()
+
+
+def rec(value, offset, key="u1", ts=T0 + 60_000, partition=0):
+    raw = value if isinstance(value, (bytes, type(None))) else (value if isinstance(value, str) else json.dumps(value)).encode()
+    return SimpleNamespace(key=None if key is None else key.encode(), value=raw, topic="t", partition=partition,
+                           offset=offset, kafka_ms=ts)
+
+
+def event(i, track, action="complete", ms=30_000, user="u1", t=None):
+    return {"event_id": f"e{i}", "user_id": user, "track_id": track, "action": action,
+            "event_time": T0 + (t if t is not None else i) * 1000, "ms_played": ms, "session_id": "s"}
+
+
+def test_known_catalogue_lookup():
+    assert 12 in KNOWN and 99 not in KNOWN and 9 not in KNOWN
+    assert KNOWN.duration(13) == 200.0 and KNOWN.duration(12) is None and KNOWN.duration(99) is None
+
+
+def test_valid_events_update_the_state_and_emit_user_and_event_rows():
+    rows = [rec(event(1, 10), 5), rec(event(0, 11, "like"), 4), rec(event(2, 12, "skip", 2000), 6)]
+    new, out = rs.process_user("u1", rows, taste.UserState(), KNOWN, RULES, LIMITS)
+    kinds = [r.kind for r in out]
+    assert kinds == ["event", "event", "event", "user"]
+    assert [r.event_id for r in out[:3]] == ["e0", "e1", "e2"]          # applied in event-time order
+    user = out[-1]
+    assert user.n_events == 3 and user.n_new == 3 and user.event_time_max == T0 + 2000
+    assert (user.partition, user.offset) == (0, 6)
+    assert list(user.heard) == [11, 10, 12] and new.heard == (11, 10, 12)
+    assert new == rs.state_from_tuple(rs.state_to_tuple(new))
+
+
+def test_rejects_become_dead_rows_with_the_raw_value_and_the_state_stays():
+    bad = [rec("{oops", 1), rec(event(1, 99), 2), rec(dict(event(2, 10), action="pause"), 3),
+           rec(b"\xff\xfe", 4), rec(None, 5), rec(event(3, 10), 6, key="someone-else")]
+    new, out = rs.process_user("u1", bad, taste.UserState(), KNOWN, RULES, LIMITS)
+    assert new is None
+    assert [r.kind for r in out] == ["dead"] * 6
+    codes = [ev.reason_code(r.reason) for r in out]
+    assert codes == [ev.MALFORMED, ev.UNKNOWN_TRACK, ev.UNKNOWN_ACTION, ev.MALFORMED, ev.MALFORMED, ev.KEY_MISMATCH]
+    assert out[0].raw == b"{oops" and out[0].offset == 1 and out[0].topic == "t"
+
+
+def test_a_mixed_batch_keeps_the_good_events():
+    state = taste.UserState()
+    new, out = rs.process_user("u1", [rec("[]", 1), rec(event(1, 10), 2)], state, KNOWN, RULES, LIMITS)
+    assert new.n_events == 1 and [r.kind for r in out] == ["dead", "event", "user"]
+
+
+def test_duplicates_of_applied_events_emit_nothing():
+    s1, _ = rs.process_user("u1", [rec(event(1, 10), 2)], taste.UserState(), KNOWN, RULES, LIMITS)
+    s2, out = rs.process_user("u1", [rec(event(1, 10), 9)], s1, KNOWN, RULES, LIMITS)
+    assert s2 is None and out == []
+
+
+def test_event_times_are_judged_against_the_record_timestamp():
+    far = rec(event(1, 10, t=10_000), 1, ts=T0)          # 10,000 s after its record
+    _, out = rs.process_user("u1", [far], taste.UserState(), KNOWN, RULES, LIMITS)
+    assert ev.reason_code(out[0].reason) == ev.BAD_TIME
+
+
+def test_skip_weight_uses_the_catalogue_duration():
+    late = 150_000   # 150 s into a 200 s track (13) vs. past the end of a 30 s track (14)
+    s13, _ = rs.process_user("u1", [rec(event(1, 13, "skip", late), 1)], taste.UserState(), KNOWN, RULES, LIMITS)
+    s14, _ = rs.process_user("u1", [rec(event(1, 14, "skip", late), 1)], taste.UserState(), KNOWN, RULES, LIMITS)
+    assert s13.weights()[13][1] > s14.weights()[14][1] == pytest.approx(taste.SKIP_FLOOR)
+
+
+# --- the driver's documents ---------------------------------------------------------------------------
+
+class MemorySink:
+    def __init__(self):
+        self.recs, self.dead, self.feed, self.batches = {}, {}, {}, {}
+
+    def write_recommendations(self, docs):
+        self.recs.update({d["_id"]: d for d in docs})
+
+    def write_dead_letters(self, docs):
+        for d in docs:
+            self.dead.setdefault(d["_id"], d)
+
+    def write_activity(self, docs):
+        for d in docs:
+            self.feed.setdefault(d["_id"], d)
+
+    def write_batch(self, doc):
+        self.batches[doc["_id"]] = doc
+
+
+@pytest.fixture(scope="module")
+def writer():
+    rng = np.random.default_rng(0)
+    ids = np.arange(10, 40)
+    vectors = rng.normal(size=(30, 6)).astype(np.float32)
+    meta = {int(t): {"title": f"T{t}", "artist": f"A{t % 7}", "genre_top": ["Rock", "Jazz"][t % 2],
+                     "listens": int(t), "duration": 30.0} for t in ids}
+    proj = rng.normal(size=(16, 6))
+    proj /= np.linalg.norm(proj, axis=1, keepdims=True)
+    bundle = SimpleNamespace(version="v-test", index=lambda: BandedIndex.build(vectors, ids, proj, 3.0, 4))
+    settings = SimpleNamespace(top_k=5, max_per_artist=2)
+    return BatchWriter(settings, bundle, Catalogue.build(ids, vectors, meta), sink=MemorySink())
+
+
+def batch_frame(records):
+    rows = []
+    for user in ("u1", "u2"):
+        mine = [r for r in records if json.loads(r.value)["user_id"] == user]
+        _, out = rs.process_user(user, mine, taste.UserState(), rs.Known.of(range(10, 40), [30.0] * 30),
+                                 RULES, LIMITS)
+        rows += [r.asDict() for r in out]
+    rows.append(rs._out(kind="dead", raw=b"{x", key=b"u9", reason="malformed_json: x", topic="t", partition=1,
+                        offset=77, kafka_ms=T0).asDict())
+    return pd.DataFrame(rows, columns=[n for n, _ in rs.OUT_FIELDS])
+
+
+def test_a_replayed_batch_writes_the_same_documents(writer):
+    records = [rec(event(i, 10 + (i * 7) % 30, ["play", "complete", "like", "skip"][i % 4], 3000,
+                         user=["u1", "u2"][i % 2]), i, key=["u1", "u2"][i % 2]) for i in range(12)]
+    pdf = batch_frame(records)
+    first = writer.process(pdf, 7)
+    docs1 = {k: dict(v) for k, v in writer.sink.recs.items()}
+    second = writer.process(pdf.sample(frac=1.0, random_state=3), 7)   # same batch, rows in another order
+    docs2 = writer.sink.recs
+    assert set(docs1) == {"u1", "u2"}
+    for u in docs1:
+        assert sk.comparable(docs1[u]) == sk.comparable(docs2[u])
+        assert docs1[u]["updated_at"] <= docs2[u]["updated_at"]
+    d = docs1["u1"]
+    heard = {json.loads(r.value)["track_id"] for r in records if json.loads(r.value)["user_id"] == "u1"}
+    assert len(d["items"]) == 5 and not heard & {it["track_id"] for it in d["items"]}
+    assert d["batch_id"] == 7 and d["model_version"] == "v-test" and d["n_events"] == 6
+    assert d["offsets"] == {"topic": "t", "partition": 0, "offset": 10}
+    assert d["event_time_max"] == datetime.fromtimestamp((T0 + 10_000) / 1000, tz=timezone.utc)
+    assert first["users"] == 2 and first["events"] == 12 and first["dead"] == 1 and first["records"] == 13
+    assert {o["partition"] for o in first["offsets"]} == {0, 1}
+    assert first["latency_ms_p50"] is not None
+    assert writer.sink.dead["t-1-77"]["code"] == "malformed_json" and writer.sink.dead["t-1-77"]["raw"] == "{x"
+    assert len(writer.sink.feed) == 12
+    for k in ("duration_ms", "read_ms", "rank_ms", "write_ms", "written_at", "latency_ms_p50", "latency_ms_p95",
+              "latency_ms_p99", "latency_hist"):
+        first.pop(k), second.pop(k)
+    assert first == second
+
+
+def test_latency_histograms_merge_into_percentiles():
+    a = sk.latency_summary([5, 15, 25, 35])
+    b = sk.latency_summary([1000] * 4)
+    lo, n = sk.merge_histograms([a["latency_hist"], b["latency_hist"]])
+    assert list(lo) == [0, 10, 20, 30, 1000] and list(n) == [1, 1, 1, 1, 4]
+    p50, p95, p99 = sk.histogram_percentiles(lo, n)
+    assert p50 == 40.0 and p95 == 1010.0 and p99 == 1010.0
+    assert sk.latency_summary([])["latency_ms_p50"] is None
+
+
+def test_comparable_drops_write_time_and_across_runs_the_batch_id():
+    doc = {"_id": "u", "items": [], "updated_at": 1, "batch_id": 3}
+    assert sk.comparable(doc) == {"_id": "u", "items": [], "batch_id": 3}
+    assert sk.comparable(doc, across_runs=True) == {"_id": "u", "items": []}
+
+
+def test_dead_letter_documents_truncate_huge_raw_values():
+    d = sk.dead_letter_doc(b"x" * 10_000, "too_large: big", topic="t", partition=0, offset=1, key=None,
+                           kafka_ms=None, batch_id=0, at=sk.now_utc())
+    assert len(d["raw"]) == sk.RAW_MAX_CHARS and d["raw_chars"] == 10_000 and d["code"] == "too_large"

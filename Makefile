@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-fast bench corpus clean-data
+.PHONY: setup up down status demo test test-fast bench corpus dashboard
 
 setup:            ## install venv, jars, Kafka, FerretDB (idempotent)
 	@bash scripts/setup.sh
@@ -25,6 +25,12 @@ test: up          ## unit and integration tests over the real services
 
 test-fast: setup  ## the tests that need no services
 	@$(PY) -m pytest -q -m "not integration"
+
+corpus: setup     ## build the demo corpus (MUSICREC_DEMO_CORPUS="--small" for ~70 clips)
+	@$(PY) -m feature_extraction.corpus $(MUSICREC_DEMO_CORPUS)
+
+dashboard: up     ## serve the dashboard on 127.0.0.1:8501
+	@bash scripts/dashboard.sh
 
 bench: up         ## print the benchmark tables
 	@bash benchmarks/run_all.sh

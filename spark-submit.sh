@@ -55,7 +55,8 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
 PYEOF
 )
 
-cmd=("$SPARK_SUBMIT" --master "$master" --py-files "$zip_path")
+cmd=("$SPARK_SUBMIT" --master "$master" --py-files "$zip_path"
+     --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/stack/spark/log4j2.properties")
 if [ "${MUSICREC_USE_PACKAGES:-0}" = 1 ]; then
   pkgs=$(sed -n 's:.*<spark.version>\(.*\)</spark.version>.*:org.apache.spark\:spark-sql-kafka-0-10_2.13\:\1:p;
                 s:.*<mongo.connector.version>\(.*\)</mongo.connector.version>.*:org.mongodb.spark\:mongo-spark-connector_2.13\:\1:p' \
@@ -72,7 +73,7 @@ while IFS='=' read -r name value; do
         --conf "spark.kubernetes.driverEnv.$name=$value")
 done < <(env | grep '^MUSICREC_' | grep -v '^MUSICREC_MONGO_PASSWORD=' || true)
 case "$master" in local*) export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY" ;; esac
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" MUSICREC_ROOT="${MUSICREC_ROOT:-$ROOT}"
 cmd+=("${args[@]}")
 
 if [ "$dry_run" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; exit 0; fi

@@ -7,6 +7,7 @@ are added here, so both paths see the same classpath.
 from __future__ import annotations
 
 import os
+import sys
 
 from conf import Settings
 
@@ -20,7 +21,7 @@ def build_session(settings: Settings, app: str, extra: dict[str, str] | None = N
 
     builder = SparkSession.builder.appName(f"{settings.spark_app_prefix}-{app}")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain Python; spark-submit's PythonRunner sets it
-        builder = builder.master(settings.spark_master)
+        builder = builder.master(settings.spark_master).config("spark.pyspark.python", sys.executable)
         jars = connector_jars(settings)
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))

@@ -15,7 +15,17 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parent.parent
+import os
+
+
+def _project_root() -> Path:
+    """The checkout's root; under spark-submit this module may be imported from the --py-files zip,
+    whose path is no directory, so spark-submit.sh exports MUSICREC_ROOT."""
+    here = Path(__file__).resolve().parent.parent
+    return here if here.is_dir() else Path(os.environ.get("MUSICREC_ROOT", os.getcwd())).resolve()
+
+
+ROOT = _project_root()
 
 
 class Settings(BaseSettings):

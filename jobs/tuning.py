@@ -58,31 +58,33 @@ def tune(spaces: dict[int, np.ndarray], ids: np.ndarray, query_pos: np.ndarray, 
     max_bands = max(grid.bands)
     exclude = [[int(ids[p])] for p in query_pos]
     trials = []
-    steps = [(p, f, b) for p in spaces for f in grid.bucket_factor for b in grid.band_size]
-    bar = tqdm(steps, desc="tuning LSH", unit="index", disable=not progress, leave=False)
-    scale = {}
-    for pca_k, factor, band_size in bar:
-        x = np.ascontiguousarray(spaces[pca_k], dtype=np.float32)
+    bar = tqdm(total=len(spaces) * len(grid.bucket_factor) * len(grid.band_size), desc="tuning LSH",
+               unit="index", disable=not progress, leave=False)
+    for pca_k, space in spaces.items():
+        x = np.ascontiguousarray(space, dtype=np.float32)
         dim = x.shape[1]
-        if pca_k not in scale:  # the typical distance to the k-th neighbour sets the bucket length's scale
-            _, d = exact_top_k(x[query_pos], x, ids, k, exclude_self=True, query_pos=query_pos)
-            scale[pca_k] = float(np.median(d[:, -1][np.isfinite(d[:, -1])])) / np.sqrt(dim)
-        bucket_length = factor * scale[pca_k]
-        index = BandedIndex.build(x, ids, random_projections(band_size * max_bands, dim, rng), bucket_length,
-                                  band_size)
-        for bands in sorted(grid.bands):
-            view = index.first_bands(bands)
-            t0 = time.perf_counter()
-            got, _, n_cand = view.query(x[query_pos], k, exclude=exclude)
-            ms = (time.perf_counter() - t0) * 1000 / max(len(query_pos), 1)
-            candidates = float(n_cand.mean())
-            trials.append({
-                "pca_k": int(pca_k), "dim": int(dim), "bucket_factor": float(factor),
-                "bucket_length": float(bucket_length), "band_size": int(band_size), "bands": int(bands),
-                "recall": recall_at_k(got, truth), "candidates": candidates,
-                "candidate_fraction": candidates / len(ids),
-                "cost": cost_per_query(dim, band_size, bands, candidates), "ms_per_query": ms,
-            })
+        # the typical distance to the k-th neighbour, over sqrt(dim), sets the scale of the bucket length
+        _, d = exact_top_k(x[query_pos], x, ids, k, exclude_self=True, query_pos=query_pos)
+        scale = float(np.median(d[:, -1][np.isfinite(d[:, -1])])) / np.sqrt(dim)
+        for factor in grid.bucket_factor:
+            for band_size in grid.band_size:
+                bucket_length = factor * scale
+                index = BandedIndex.build(x, ids, random_projections(band_size * max_bands, dim, rng),
+                                          bucket_length, band_size)
+                for bands in sorted(grid.bands):
+                    t0 = time.perf_counter()
+                    got, _, n_cand = index.first_bands(bands).query(x[query_pos], k, exclude=exclude)
+                    ms = (time.perf_counter() - t0) * 1000 / max(len(query_pos), 1)
+                    candidates = float(n_cand.mean())
+                    trials.append({
+                        "pca_k": int(pca_k), "dim": int(dim), "bucket_factor": float(factor),
+                        "bucket_length": float(bucket_length), "band_size": int(band_size), "bands": int(bands),
+                        "recall": recall_at_k(got, truth), "candidates": candidates,
+                        "candidate_fraction": candidates / len(ids),
+                        "cost": cost_per_query(dim, band_size, bands, candidates), "ms_per_query": ms,
+                    })
+                bar.update()
+    bar.close()
     return choose(trials, target, k) | {"grid": asdict(grid), "queries": int(len(query_pos)),
                                         "cost_model": COST_MODEL, "seed": int(seed)}
 

@@ -261,20 +261,44 @@ def run(spark, settings: Settings, *, model_version: str | None = None, source=N
     return query
 
 
-def caught_up(query) -> bool:
-    """True when the last micro-batch read nothing and every source is at its latest offset."""
+def kafka_end_offsets(settings: Settings) -> dict[str, dict[str, int]]:
+    """{topic: {partition: high watermark}} of the activity topic, straight from Kafka."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{QUERY_NAME}-probe",
+                  "enable.auto.commit": False})
+    try:
+        meta = c.list_topics(settings.topic_activity, timeout=10).topics[settings.topic_activity]
+        out = {}
+        for p in meta.partitions:
+            _, high = c.get_watermark_offsets(TopicPartition(settings.topic_activity, p), timeout=10)
+            out[str(p)] = int(high)
+        return {settings.topic_activity: out}
+    finally:
+        c.close()
+
+
+def caught_up(query, settings: Settings) -> bool:
+    """True when the last finished micro-batch ended at Kafka's current end of the topic."""
+    import json
+
+    latest = kafka_end_offsets(settings)[settings.topic_activity]
     p = query.lastProgress
-    if not p or p.get("numInputRows", 1) != 0:
-        return False
+    if not p:
+        return not any(latest.values())
+    p = json.loads(p.json) if hasattr(p, "json") else p     # offsets as JSON, not as Python reprs
     for s in p.get("sources", []):
-        latest, end = s.get("latestOffset"), s.get("endOffset")
-        if latest is not None and end is not None and latest != end:
-            return False
-    return True
+        end = s.get("endOffset")
+        if end and settings.topic_activity in end:
+            done = {k: int(v) for k, v in end[settings.topic_activity].items()}
+            return all(done.get(k, 0) >= v for k, v in latest.items())
+    return not any(latest.values())
 
 
-def wait(query, *, timeout: float | None = None, until_idle: float | None = None, poll: float = 0.5) -> str:
-    """Block until the query fails (raises), `timeout` seconds pass or it has been idle `until_idle` s."""
+def wait(query, settings: Settings, *, timeout: float | None = None, until_idle: float | None = None,
+         poll: float = 0.5) -> str:
+    """Block until the query fails (raises), `timeout` seconds pass, or it has read everything in the
+    topic and nothing new came for `until_idle` seconds. Returns "timeout", "idle" or "stopped"."""
     start = time.monotonic()
     idle_since = None
     while True:
@@ -286,13 +310,49 @@ def wait(query, *, timeout: float | None = None, until_idle: float | None = None
         if timeout is not None and now - start >= timeout:
             return "timeout"
         if until_idle is not None:
-            if caught_up(query):
+            if caught_up(query, settings):
                 idle_since = idle_since or now
                 if now - idle_since >= until_idle:
                     return "idle"
             else:
                 idle_since = None
         time.sleep(poll)
+
+
+# Spark 4.1.1 bug SPARK-55271 (apache/spark#55236): the first micro-batch after a restart that retries an
+# uncommitted batch runs and commits, then the Kafka source's progress metrics throw this NPE and the
+# query stops. A second start from the same checkpoint goes on normally, so `serve` restarts the query
+# when (and only when) it dies of exactly this.
+SPARK_55271 = 'because the return value of "scala.Option.get()" is null'
+
+
+def is_spark_55271(exc: BaseException) -> bool:
+    text = str(exc)
+    return SPARK_55271 in text and "IterableOps.map" in text
+
+
+def serve(spark, settings: Settings, *, bundle=None, timeout: float | None = None, until_idle: float | None = None,
+          trigger_seconds: float | None = None, restarts: int = 3, log=print) -> dict:
+    """Run the query until `timeout` / idle, restarting it after the SPARK-55271 failure; a summary."""
+    start = time.monotonic()
+    totals = {"batches": 0, "users_written": 0, "restarts": 0}
+    for attempt in range(restarts + 1):
+        query = run(spark, settings, bundle=bundle, trigger_seconds=trigger_seconds)
+        try:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            totals["how"] = wait(query, settings, timeout=left, until_idle=until_idle)
+            return totals
+        except RuntimeError as exc:
+            if attempt < restarts and is_spark_55271(exc):
+                totals["restarts"] += 1
+                log(f"{QUERY_NAME}: restarting after Spark bug SPARK-55271 (progress metrics of a retried batch)")
+                continue
+            raise
+        finally:
+            query.stop()
+            totals["batches"] += query.writer.batches
+            totals["users_written"] += query.writer.users_written
+    raise AssertionError("unreachable")
 
 
 def _preflight(settings: Settings) -> None:
@@ -341,18 +401,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recommend_stream: error: {exc}", file=sys.stderr)
         return 1
     spark = build_session(settings, QUERY_NAME, STREAM_CONF)
+    print(f"recommend_stream: model {bundle.version}, {len(bundle.ids)} tracks, topic {settings.topic_activity} "
+          f"-> {settings.mongo_db}.{settings.coll_recommendations}, checkpoint {checkpoint_path(settings)}", flush=True)
     try:
-        query = run(spark, settings, bundle=bundle, trigger_seconds=args.trigger_seconds)
-        print(f"recommend_stream: model {bundle.version}, {len(bundle.ids)} tracks, topic "
-              f"{settings.topic_activity} -> {settings.mongo_db}.{settings.coll_recommendations}, "
-              f"checkpoint {checkpoint_path(settings)}", flush=True)
-        try:
-            how = wait(query, timeout=args.timeout, until_idle=args.until_idle)
-        except KeyboardInterrupt:
-            how = "interrupted"
-        query.stop()
-        print(f"recommend_stream: {how} after {query.writer.batches} micro-batches, "
-              f"{query.writer.users_written} recommendation documents written", flush=True)
+        summary = serve(spark, settings, bundle=bundle, timeout=args.timeout, until_idle=args.until_idle,
+                        trigger_seconds=args.trigger_seconds, log=lambda m: print(m, flush=True))
+        print(f"recommend_stream: {summary['how']} after {summary['batches']} micro-batches, "
+              f"{summary['users_written']} recommendation documents written", flush=True)
+    except KeyboardInterrupt:
+        print("recommend_stream: interrupted", flush=True)
+    except RuntimeError as exc:
+        print(f"recommend_stream: error: {str(exc).splitlines()[0][:500]}", file=sys.stderr, flush=True)
+        return 1
     finally:
         spark.stop()
     return 0

@@ -45,11 +45,12 @@ def recommendation_doc(user_id: str, items: list[dict], *, model_version: str, e
 def dead_letter_doc(raw, reason: str, *, topic: str, partition: int, offset: int, key, kafka_ms: int | None,
                     batch_id: int, at: datetime) -> dict:
     text = raw_text(raw)
-    doc = {"_id": f"{topic}-{partition}-{offset}", "raw": text[:RAW_MAX_CHARS], "reason": reason,
+    doc = {"_id": f"{topic}-{partition}-{offset}", "raw": None if text is None else text[:RAW_MAX_CHARS],
+           "reason": reason,
            "code": reason.split(":", 1)[0], "at": at, "topic": topic, "partition": int(partition),
            "offset": int(offset), "key": raw_text(key) if key is not None else None,
            "kafka_time": utc_ms(kafka_ms) if kafka_ms is not None else None, "batch_id": int(batch_id)}
-    if len(text) > RAW_MAX_CHARS:
+    if text is not None and len(text) > RAW_MAX_CHARS:
         doc["raw_chars"] = len(text)
     return doc
 

@@ -183,3 +183,6 @@ def test_dead_letter_documents_truncate_huge_raw_values():
     d = sk.dead_letter_doc(b"x" * 10_000, "too_large: big", topic="t", partition=0, offset=1, key=None,
                            kafka_ms=None, batch_id=0, at=sk.now_utc())
     assert len(d["raw"]) == sk.RAW_MAX_CHARS and d["raw_chars"] == 10_000 and d["code"] == "too_large"
+    empty = sk.dead_letter_doc(None, "malformed_json: the record has no value", topic="t", partition=0, offset=2,
+                               key=b"\xff", kafka_ms=None, batch_id=0, at=sk.now_utc())
+    assert empty["raw"] is None and empty["key"] == "\ufffd" and "raw_chars" not in empty

@@ -1,0 +1,289 @@
+"""The streaming recommender end to end over the real Kafka, the real store and a real model fit.
+
+One module fixture fits a model on a synthetic catalogue (jobs.fit_model, written to the test
+database); each test then runs its own query (own topic, checkpoint and collections).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from benchmarks.synthetic import clustered, track_documents
+from jobs import events as ev
+from jobs import recommend_stream as rs
+from jobs import stream_sink as sk
+from simulator.behaviour import SimCatalogue, Simulator
+from simulator.produce import produce_records
+from stack.services import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+N_TRACKS = 800
+
+
+@pytest.fixture(scope="module")
+def model(spark, settings, mongo):
+    from jobs.fit_model import run as fit
+    from jobs.model_store import load_bundle
+
+    s = settings.model_copy(update={"coll_tracks": "stream_tracks", "coll_models": "stream_models",
+                                    "coll_neighbours": "stream_neighbours"})
+    # small albums, so each genre has a dozen artists (the per-artist cap and version filter leave room)
+    docs = track_documents(clustered(N_TRACKS, seed=21, n_genres=4, clips_per_recording=2, recordings_per_album=4),
+                           "fv-stream")
+    mongo[s.coll_tracks].insert_many(docs)
+    fit(spark, s, tune=False, write_neighbours=False, progress=False, pca_k=16, bucket_length=6.0, band_size=4,
+        bands=16)
+    bundle = load_bundle(s)
+    genre = {d["_id"]: d["genre_top"] for d in docs}
+    return s, bundle, genre
+
+
+def stream_settings(s, name, tmp_path, **over):
+    update = {"topic_activity": f"{s.topic_activity}-{name}", "topic_dead_letters": f"{s.topic_dead_letters}-{name}",
+              "checkpoint_dir": tmp_path / f"ckpt-{name}", "coll_recommendations": f"recs_{name}",
+              "coll_activity": f"activity_{name}", "coll_dead_letters": f"dead_{name}",
+              "coll_batches": f"batches_{name}", "trigger_seconds": 0.2, "max_offsets_per_trigger": 2000}
+    update.update(over)
+    out = s.model_copy(update=update)
+    ensure_topics(out)
+    return out
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def expected(records, known):
+    """Per user, what the stream must end with: applied events, heard tracks, last event and position."""
+    out = defaultdict(lambda: {"events": [], "heard": set(), "disliked": set()})
+    rejects = 0
+    for key, value in records:
+        r = ev.parse(value, key=key, ref_ms=now_ms(), known=known)
+        if isinstance(r, ev.Reject):
+            rejects += 1
+            continue
+        u = out[r.user_id]
+        if r.event_id in {e.event_id for e in u["events"]}:
+            continue
+        u["events"].append(r)
+        u["heard"].add(r.track_id)
+        if r.action == "dislike":
+            u["disliked"].add(r.track_id)
+    return out, rejects
+
+
+def run_until_idle(spark, s, bundle, idle=2.0, timeout=180):
+    query = rs.run(spark, s, bundle=bundle)
+    try:
+        how = rs.wait(query, s, timeout=timeout, until_idle=idle)
+        assert how == "idle", how
+    finally:
+        query.stop()
+    return query
+
+
+def test_simulated_sessions_give_every_user_a_clean_document(spark, model, mongo, tmp_path):
+    base, bundle, genre = model
+    s = stream_settings(base, "sessions", tmp_path)
+    sim = Simulator(SimCatalogue(bundle.ids, bundle.vectors, [genre.get(int(t)) for t in bundle.ids],
+                                 np.ones(len(bundle.ids)), np.full(len(bundle.ids), 30.0)),
+                    60, seed=3, concurrent=25, bad_rate=0.03)
+    records = sim.records(1500, now_ms() - 30_000, 10)
+    assert produce_records(s, records).sent == len(records)
+    run_until_idle(spark, s, bundle)
+
+    want, rejects = expected(records, set(int(t) for t in bundle.ids))
+    docs = {d["_id"]: d for d in mongo[s.coll_recommendations].find()}
+    assert set(docs) == set(want) and len(want) >= 45
+    for user, w in want.items():
+        d = docs[user]
+        items = [it["track_id"] for it in d["items"]]
+        assert len(items) == len(set(items)) == base.top_k
+        assert not set(items) & w["heard"], user            # nothing heard, skipped or disliked
+        assert d["model_version"] == bundle.version and d["n_events"] == len(w["events"])
+        last = max(w["events"], key=lambda e: e.event_time_ms)
+        assert d["event_time_max"] == sk.utc_ms(last.event_time_ms).replace(tzinfo=None)
+        assert all(0 < it["score"] <= 1 and it["reason"] for it in d["items"])
+        artists = [it["artist"] for it in d["items"]]
+        assert max(artists.count(a) for a in artists) <= base.max_per_artist
+    warm = [d for d in docs.values() if any(it["reason_track_id"] for it in d["items"])]
+    assert len(warm) >= 0.9 * len(docs)                 # LSH picks with a reason for nearly everyone
+    for d in warm:
+        for it in d["items"]:
+            if it["reason_track_id"]:
+                assert it["reason_track_id"] in want[d["_id"]]["heard"]
+
+    dead = list(mongo[s.coll_dead_letters].find())
+    assert len(dead) == rejects > 0
+    assert all(x["raw"] and ev.reason_code(x["reason"]) in ev.REASON_CODES for x in dead)
+    batches = list(mongo[s.coll_batches].find())
+    assert sum(b["events"] for b in batches) == sum(len(w["events"]) for w in want.values())
+    assert sum(b["dead"] for b in batches) == rejects
+    assert all(b["latency_ms_p95"] is not None for b in batches if b["events"])
+    assert 0 < mongo[s.coll_activity].count_documents({}) <= s.activity_feed_size
+
+
+def test_a_user_who_likes_one_genre_drifts_towards_it(spark, model, mongo, tmp_path):
+    base, bundle, genre = model
+    s = stream_settings(base, "drift", tmp_path)
+    by_genre = defaultdict(list)
+    for t in bundle.ids:
+        by_genre[genre[int(t)]].append(int(t))
+    first, second = sorted(by_genre)[:2]
+    t0 = now_ms() - 60_000
+    n = 0
+
+    def listen(tracks, action):
+        nonlocal n
+        out = []
+        for t in tracks:
+            for a in ("play", action):
+                n += 1
+                e = {"event_id": f"d{n}", "user_id": "drifter", "track_id": t, "action": a, "event_time": t0 + n * 100,
+                     "ms_played": 0 if a == "play" else 30_000, "session_id": "s1"}
+                out.append(("drifter", json.dumps(e)))
+        return out
+
+    def share(doc, g):
+        return sum(it["genre_top"] == g for it in doc["items"]) / len(doc["items"])
+
+    query = rs.run(spark, s, bundle=bundle)
+    try:
+        spread = lambda tracks, k: tracks[:: max(1, len(tracks) // k)][:k]    # across the genre's albums
+        produce_records(s, listen(spread(by_genre[first], 6), "complete"))
+        assert rs.wait(query, s, timeout=120, until_idle=1.5) == "idle"
+        before = mongo[s.coll_recommendations].find_one({"_id": "drifter"})
+        produce_records(s, listen(spread(by_genre[second], 30), "like"))
+        assert rs.wait(query, s, timeout=120, until_idle=1.5) == "idle"
+        after = mongo[s.coll_recommendations].find_one({"_id": "drifter"})
+    finally:
+        query.stop()
+    assert share(before, first) >= 0.7
+    assert share(after, second) >= 0.7 and share(after, second) > share(before, second)
+    assert after["n_events"] == before["n_events"] + 60
+
+
+def test_bad_events_land_in_the_dead_letters_and_the_query_lives(spark, model, mongo, tmp_path):
+    from confluent_kafka import Producer
+
+    base, bundle, genre = model
+    s = stream_settings(base, "bad", tmp_path)
+    track = int(bundle.ids[0])
+    good = {"event_id": "g0", "user_id": "u-bad", "track_id": track, "action": "complete",
+            "event_time": now_ms() - 1000, "ms_played": 30000, "session_id": "s"}
+    bad = [  # (key, value, expected reason code)
+        ("u-bad", b"{not json", ev.MALFORMED),
+        ("u-bad", b"\xff\xfe\x00garbage", ev.MALFORMED),
+        ("u-bad", None, ev.MALFORMED),
+        (None, b"[1, 2, 3]", ev.NOT_OBJECT),
+        ("u-bad", json.dumps({**good, "event_id": "b1", "track_id": 10**9}).encode(), ev.UNKNOWN_TRACK),
+        ("u-bad", json.dumps({**good, "event_id": "b2", "action": "pause"}).encode(), ev.UNKNOWN_ACTION),
+        ("u-bad", json.dumps({**good, "event_id": "b3", "ms_played": "30000"}).encode(), ev.WRONG_TYPE),
+        ("u-bad", json.dumps({k: v for k, v in good.items() if k != "session_id"}).encode(), ev.MISSING),
+        ("u-bad", json.dumps({**good, "event_id": "b4", "event_time": "2190-01-01T00:00:00Z"}).encode(), ev.BAD_TIME),
+        ("u-bad", json.dumps({**good, "event_id": "b5", "event_time": 1}).encode(), ev.BAD_TIME),
+        ("intruder", json.dumps({**good, "event_id": "b6"}).encode(), ev.KEY_MISMATCH),
+        (None, json.dumps({**good, "event_id": "b7", "user_id": 42}).encode(), ev.WRONG_TYPE),
+        ("u-bad", b"x" * 50_000, ev.TOO_LARGE),
+    ]
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    for key, value, _ in bad:
+        producer.produce(s.topic_activity, key=key, value=value)
+    producer.flush(10)
+    query = rs.run(spark, s, bundle=bundle)
+    try:
+        assert rs.wait(query, s, timeout=120, until_idle=1.5) == "idle"
+        produce_records(s, [("u-bad", json.dumps(good))])      # a good event after all the bad ones
+        assert rs.wait(query, s, timeout=120, until_idle=1.5) == "idle"
+        assert query.isActive and query.exception() is None
+    finally:
+        query.stop()
+    dead = sorted(mongo[s.coll_dead_letters].find(), key=lambda d: d["offset"] + 1000 * d["partition"])
+    assert len(dead) == len(bad)
+    assert sorted(d["code"] for d in dead) == sorted(code for _, _, code in bad)
+    huge = next(d for d in dead if d["code"] == ev.TOO_LARGE)
+    assert huge["raw_chars"] == 50_000 and len(huge["raw"]) == sk.RAW_MAX_CHARS
+    assert all(d["_id"] == f"{d['topic']}-{d['partition']}-{d['offset']}" and d["reason"] for d in dead)
+    assert sum(d["raw"] is None for d in dead) == 1 and all(d["raw"] for d in dead if d["code"] != ev.MALFORMED)
+    doc = mongo[s.coll_recommendations].find_one({"_id": "u-bad"})
+    assert doc["n_events"] == 1 and track not in [it["track_id"] for it in doc["items"]]
+
+
+def _env(s) -> dict:
+    fields = ("mongo_db", "coll_tracks", "coll_models", "coll_recommendations", "coll_activity", "coll_dead_letters",
+              "coll_batches", "topic_activity", "topic_dead_letters", "checkpoint_dir", "models_dir",
+              "trigger_seconds", "max_offsets_per_trigger", "stream_partitions", "starting_offsets",
+              "mongo_uri", "kafka_bootstrap")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
+    env.update({f"MUSICREC_{f.upper()}": str(getattr(s, f)) for f in fields})
+    env["MUSICREC_SPARK_MASTER"] = "local[2]"
+    return env
+
+
+def _batches(folder) -> set[int]:
+    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.exists() else set()
+
+
+def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model, mongo, tmp_path):
+    base, bundle, genre = model
+    sim = Simulator(SimCatalogue(bundle.ids, bundle.vectors, [genre.get(int(t)) for t in bundle.ids],
+                                 np.ones(len(bundle.ids)), np.full(len(bundle.ids), 30.0)),
+                    40, seed=8, concurrent=20, bad_rate=0.02)
+    records = sim.records(1600, now_ms() - 60_000, 20)
+    # the same events in two topics: one for the uninterrupted run, one for the killed one
+    whole = stream_settings(base, "whole", tmp_path, max_offsets_per_trigger=700)
+    killed = stream_settings(base, "killed", tmp_path, max_offsets_per_trigger=100)
+    for s in (whole, killed):
+        assert produce_records(s, records).sent == len(records)
+
+    cmd = ["./spark-submit.sh", "jobs/recommend_stream.py", "--until-idle", "3", "--timeout", "300"]
+    ckpt = killed.checkpoint_dir / rs.QUERY_NAME
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen(cmd, cwd=base.root, env=_env(killed), start_new_session=True, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while True:   # kill while a micro-batch is planned but not committed, after a few committed ones
+            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the killed run never got going"
+            planned, committed = _batches(ckpt / "offsets"), _batches(ckpt / "commits")
+            if len(committed) >= 3 and planned - committed:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        log.close()
+    in_flight = _batches(ckpt / "offsets") - _batches(ckpt / "commits")
+    assert len(in_flight) == 1, "the kill did not land inside a micro-batch"
+    assert len(_batches(ckpt / "commits")) < -(-len(records) // 100), "the kill came too late to be mid-stream"
+
+    run_until_idle(spark, whole, bundle)       # the uninterrupted run, meanwhile, in this process
+
+    done = subprocess.run(cmd, cwd=base.root, env=_env(killed), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "recommend_stream: idle after" in done.stdout
+    assert not _batches(ckpt / "offsets") - _batches(ckpt / "commits")     # the batch in flight was replayed
+
+    a = {d["_id"]: sk.comparable(d, across_runs=True) for d in mongo[whole.coll_recommendations].find()}
+    b = {d["_id"]: sk.comparable(d, across_runs=True) for d in mongo[killed.coll_recommendations].find()}
+    for d in list(a.values()) + list(b.values()):
+        d["offsets"].pop("topic")          # the two runs read two topics
+    assert len(a) >= 38 and set(a) == set(b)
+    assert a == b
+    strip = ("_id", "at", "batch_id", "topic", "kafka_time")
+    dead_a = sorted(({k: v for k, v in d.items() if k not in strip} for d in mongo[whole.coll_dead_letters].find()),
+                    key=lambda d: (d["partition"], d["offset"]))
+    dead_b = sorted(({k: v for k, v in d.items() if k not in strip} for d in mongo[killed.coll_dead_letters].find()),
+                    key=lambda d: (d["partition"], d["offset"]))
+    assert dead_a == dead_b and len(dead_a) > 0
+    events_b = sum(x["events"] for x in mongo[killed.coll_batches].find())
+    assert events_b == sum(d["n_events"] for d in b.values())   # a replayed batch rewrites its metrics: nothing lost or twice

@@ -10,6 +10,7 @@ import soundfile as sf
 from conf import Settings
 from feature_extraction import audio, corpus, features, layout, metadata
 from feature_extraction.corpus import PACKAGES, Recording
+from tests import paths
 
 PACKAGES_UNDER_TEST = ("hedgewars-data", "supertux-data")
 
@@ -41,12 +42,12 @@ def test_genres_follow_package_and_folder_rules():
     assert corpus.genres_for(hw, "Rock.ogg") == (12,)
     assert corpus.genres_for(hw, "main_theme.ogg") == hw.default_genres
     assert corpus.genres_for(wn, "battle-epic.ogg") == (18,)
-    genres = metadata.load_genres("/work/shared/data/fma/genres.csv")
+    genres = metadata.load_genres(paths.FMA_GENRES)
     used = {g for spec in PACKAGES.values() for g in spec.default_genres + sum((r[1] for r in spec.rules), ())}
     assert used <= set(genres.index)
     fallback = pd.read_csv(__import__("io").StringIO(corpus.FALLBACK_GENRES), index_col=0)
     assert used <= set(fallback.index)
-    pd.testing.assert_frame_equal(fallback, pd.read_csv("/work/shared/data/fma/genres.csv", index_col=0)
+    pd.testing.assert_frame_equal(fallback, pd.read_csv(paths.FMA_GENRES, index_col=0)
                                   .loc[fallback.index])
 
 

@@ -12,8 +12,9 @@ import soundfile as sf
 from feature_extraction import audio
 from feature_extraction.features import ExtractorConfig, feature_names
 from feature_extraction.worker import extract_file
+from tests import paths
 
-FMA_CLIP = Path("/work/shared/data/fma/000002.mp3")
+FMA_CLIP = paths.FMA_CLIP
 SR = 22050
 
 

@@ -18,12 +18,13 @@ from common.contracts import TRACK_SCHEMA
 from conf import Settings
 from feature_extraction import corpus, job, layout
 from feature_extraction.features import FEATURE_VERSION, feature_names
+from tests import paths
 
 # the executors' Python workers must be this interpreter (spark-submit.sh does the same); set before the
 # session-scoped SparkSession exists, i.e. at collection time
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-FMA_CLIP = Path("/work/shared/data/fma/000002.mp3")
+FMA_CLIP = paths.FMA_CLIP
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
 

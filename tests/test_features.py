@@ -9,8 +9,9 @@ import scipy.stats
 from conf import Settings
 from feature_extraction import audio, features
 from feature_extraction.features import GROUPS, STATISTICS, ExtractorConfig, feature_names
+from tests import paths
 
-FMA_CLIP = "/work/shared/data/fma/000002.mp3"
+FMA_CLIP = str(paths.FMA_CLIP)
 SR = 22050
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from feature_extraction import audio, dsp
+from tests import paths
 
-FMA_CLIP = "/work/shared/data/fma/000002.mp3"
+FMA_CLIP = str(paths.FMA_CLIP)
 SR, N_FFT, HOP = 22050, 2048, 512
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from feature_extraction import fma_csv, metadata
 from feature_extraction.metadata import MetadataError
+from tests import paths
 
-SHARED = Path("/work/shared/data/fma")
+SHARED = paths.SHARED_FMA
 
 
 def layout_columns() -> list[tuple[str, str]]:

@@ -211,52 +211,41 @@ def _full_key(kind: str, s: Settings, client, collection: str) -> str:
     return key
 
 
-def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Catalogue:
+def _load_snapshot(kind: str, collection: str, suffix: str, cls, build, rows, s: Settings, client, previous,
+                   progress):
+    """The snapshot of `collection`: the previous one while unchanged, else the one saved on disk for
+    the current key, else rebuilt from the store and saved."""
     db = client[s.mongo_db]
-    if _unchanged("catalogue", s, db, previous):
+    if _unchanged(kind, s, db, previous):
         return previous
-    key = _full_key("catalogue", s, client, s.coll_tracks)
+    key = _full_key(kind, s, client, collection)
     if previous is not None and previous.key == key:
         return previous
-    path = snapshot_path(s, "catalogue", key, ".parquet")
+    path = snapshot_path(s, kind, key, suffix)
     if path.exists():
         try:
-            cat = catalogue_mod.Catalogue.load(path)
-            if cat.key == key:
-                return cat
+            snap = cls.load(path)
+            if snap.key == key:
+                return snap
         except Exception:
             pass
-    cat = catalogue_mod.build_catalogue(store.iter_tracks(db, s), key=key, progress=progress)
+    snap = build(rows(db, s), key=key, progress=progress)
     try:
-        cat.save(path)
-        _prune(s, "catalogue", path)
+        snap.save(path)
+        _prune(s, kind, path)
     except OSError:
         pass  # a read-only disk only costs the next start a rebuild
-    return cat
+    return snap
+
+
+def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Catalogue:
+    return _load_snapshot("catalogue", s.coll_tracks, ".parquet", catalogue_mod.Catalogue,
+                          catalogue_mod.build_catalogue, store.iter_tracks, s, client, previous, progress)
 
 
 def load_neighbours(s: Settings, client, previous, progress) -> catalogue_mod.Neighbours:
-    db = client[s.mongo_db]
-    if _unchanged("neighbours", s, db, previous):
-        return previous
-    key = _full_key("neighbours", s, client, s.coll_neighbours)
-    if previous is not None and previous.key == key:
-        return previous
-    path = snapshot_path(s, "neighbours", key, ".npz")
-    if path.exists():
-        try:
-            nb = catalogue_mod.Neighbours.load(path)
-            if nb.key == key:
-                return nb
-        except Exception:
-            pass
-    nb = catalogue_mod.build_neighbours(store.iter_neighbours(db, s), key=key, progress=progress)
-    try:
-        nb.save(path)
-        _prune(s, "neighbours", path)
-    except OSError:
-        pass
-    return nb
+    return _load_snapshot("neighbours", s.coll_neighbours, ".npz", catalogue_mod.Neighbours,
+                          catalogue_mod.build_neighbours, store.iter_neighbours, s, client, previous, progress)
 
 
 def load_users(s: Settings, client, previous, progress) -> list[str]:

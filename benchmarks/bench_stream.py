@@ -1,0 +1,331 @@
+"""Event-to-recommendation latency and sustained throughput of the streaming recommender.
+
+For each catalogue (the demo model, if one is current in the configured database, and a 100k-track
+synthetic catalogue), each trigger interval and each offered rate, the query runs in this process on
+local[2] while `python -m simulator` (a separate process) offers `rate` events/s from `--users` users
+(`--sessions` of them in a session at a time) for `--warmup` + `--seconds` seconds. Measured:
+
+- latency: every applied event's write-completion time of its user's document minus its event time
+  (the simulator stamps event_time at produce), from the per-batch histograms in `stream_batches`
+  (10 ms buckets) of the batches written after the warm-up, drain included;
+- sustained: the backlog (Kafka end offsets minus the query's) sampled every second; a rate is
+  sustained when the backlog grows by less than 5% of the rate per second over the measured window and
+  ends below one second's worth of events;
+- where the time goes: mean per micro-batch of the Spark part (stateful operator, read as pandas), the
+  retrieval and ranking, and the MongoDB writes;
+- ceiling: a backlog of `--ceiling-events` records drained with trigger 0 (events/s).
+
+Ratios are p95 against the 100 events/s run of the same catalogue and trigger (the baseline, same run).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_stream.py [--catalogues demo,synthetic]
+        [--rates 100,1000,5000] [--triggers 0,0.25] [--users 10000] [--sessions 2000]
+        [--warmup 10] [--seconds 30] [--ceiling-events 30000]
+
+The synthetic catalogue is clustered vectors (benchmarks/synthetic.py) standardised into a 64-d model
+space with 8 x 32 banded projections (bucket length 4), written as a model bundle without a Spark fit,
+with metadata-only `tracks` documents, kept in the database `musicrec_bench_stream` between runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from conf import Settings, get_settings  # noqa: E402
+
+SYNTH_DB = "musicrec_bench_stream"
+SYNTH_VERSION = "synthetic-100k-v1"
+TARGET_P95_MS = 1000.0
+
+
+# --- catalogues -----------------------------------------------------------------------------------------
+
+def synthetic_catalogue(base: Settings, n: int, models_dir: Path) -> Settings:
+    """A 100k-track catalogue and model bundle in SYNTH_DB (built once, then reused)."""
+    from benchmarks.synthetic import GENRES, clustered
+    from common.store import database
+    from jobs.model_store import ModelBundle, bundle_path, current_version, set_current
+
+    s = base.model_copy(update={"mongo_db": SYNTH_DB, "models_dir": models_dir})
+    db = database(s, 30_000)
+    version = f"{SYNTH_VERSION}-{n}"
+    if current_version(s) == version and bundle_path(s, version).exists() and \
+            db[s.coll_tracks].estimated_document_count() == n:
+        return s
+    print(f"building the synthetic catalogue: {n} tracks into {SYNTH_DB} (once)", flush=True)
+    cat = clustered(n, dim=64, seed=7, clips_per_recording=2, recordings_per_album=5)
+    x = cat.features
+    vectors = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
+    rng = np.random.default_rng(7)
+    proj = rng.normal(size=(8 * 32, 64))
+    proj /= np.linalg.norm(proj, axis=1, keepdims=True)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    bundle = ModelBundle(version=version, feature_version="synthetic", mean=np.zeros(64), scale=np.ones(64),
+                         pca=None, projections=proj, bucket_length=4.0, band_size=8, ids=ids, vectors=vectors)
+    bundle.save(bundle_path(s, version))
+    db[s.coll_tracks].drop()
+    listens = (100_000 / (1 + rng.permutation(n))).astype(int)
+    for start in range(0, n, 5000):
+        db[s.coll_tracks].insert_many([
+            {"_id": int(i + 1), "title": f"Synthetic {i + 1}", "artist": f"Artist {cat.artist[i]}",
+             "album": f"Album {cat.album[i]}", "genre_top": GENRES[int(cat.genre[i])], "listens": int(listens[i]),
+             "duration": 30.0, "recording": f"rec-{cat.recording[i]}", "feature_version": "synthetic"}
+            for i in range(start, min(n, start + 5000))])
+    set_current(s, version)
+    return s
+
+
+# --- one run --------------------------------------------------------------------------------------------
+
+def backlog(query, settings) -> int:
+    from jobs.recommend_stream import kafka_end_offsets
+
+    latest = kafka_end_offsets(settings)[settings.topic_activity]
+    done = {}
+    p = query.lastProgress
+    if p:
+        for src in json.loads(p.json).get("sources", []):
+            end = src.get("endOffset") or {}
+            done = {k: int(v) for k, v in end.get(settings.topic_activity, {}).items()}
+    return int(sum(max(0, v - done.get(k, 0)) for k, v in latest.items()))
+
+
+def simulator_env(s: Settings) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
+    for f in ("mongo_uri", "mongo_db", "coll_tracks", "coll_models", "models_dir", "kafka_bootstrap"):
+        env[f"MUSICREC_{f.upper()}"] = str(getattr(s, f))
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def outputs(s: Settings) -> Settings:
+    """Where a run writes: always the bench database, whichever database holds the catalogue."""
+    return s.model_copy(update={"mongo_db": SYNTH_DB, "coll_recommendations": "bench_recs",
+                                "coll_activity": "bench_activity", "coll_dead_letters": "bench_dead",
+                                "coll_batches": "bench_batches"})
+
+
+def one_run(spark, base: Settings, bundle, catalogue, name: str, rate: float, trigger: float, args) -> dict:
+    from common.store import database
+    from jobs import recommend_stream as rs
+    from jobs import stream_sink as sk
+    from simulator.produce import produce_records
+    from stack.services import ensure_topics
+
+    tag = f"{name}-{int(rate)}-{str(trigger).replace('.', 'p')}-{uuid.uuid4().hex[:6]}"
+    s = outputs(base).model_copy(update={
+        "topic_activity": f"bench-stream-{tag}", "topic_dead_letters": f"bench-stream-dl-{tag}",
+        "checkpoint_dir": Path(args.tmp) / tag, "trigger_seconds": trigger})
+    cat_settings = base.model_copy(update={"topic_activity": s.topic_activity})
+    db = database(s, 30_000)
+    for c in (s.coll_recommendations, s.coll_activity, s.coll_dead_letters, s.coll_batches):
+        db[c].drop()
+    ensure_topics(s)
+    query = rs.run(spark, s, bundle=bundle, catalogue=catalogue)
+    try:
+        # warm the query up (Python workers, first plan) with one event
+        t = int(bundle.ids[0])
+        produce_records(s, [("warm", json.dumps({"event_id": "warm", "user_id": "warm", "track_id": t,
+                                                  "action": "play", "event_time": int(time.time() * 1000),
+                                                  "ms_played": 0, "session_id": "warm"}))])
+        assert rs.wait(query, s, timeout=120, until_idle=0.5) == "idle"
+        db[s.coll_batches].drop()
+        total = args.warmup + args.seconds
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "simulator", "--rate", str(rate), "--duration", str(total), "--users",
+             str(args.users), "--sessions", str(args.sessions), "--topic", s.topic_activity, "--quiet",
+             "--seed", "11"], cwd=ROOT, env=simulator_env(cat_settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        samples = []
+        started = None
+        while sim.poll() is None:
+            if query.exception() is not None:
+                raise RuntimeError(str(query.exception())[:500])
+            b = backlog(query, s)
+            samples.append((time.monotonic(), b))
+            if started is None and b > 0:
+                started = time.monotonic()
+            time.sleep(1.0)
+        out = sim.stdout.read()
+        if sim.returncode != 0:
+            raise RuntimeError(f"simulator failed: {out[-500:]}")
+        end_backlog = backlog(query, s)
+        produced_at_end = time.monotonic()
+        measure_from = (started or produced_at_end - total) + args.warmup
+        t0 = time.monotonic()
+        how = rs.wait(query, s, timeout=args.drain, until_idle=0.5)
+        drain_s = time.monotonic() - t0
+    finally:
+        query.stop()
+    window = [(t, b) for t, b in samples if t >= measure_from]
+    slope = float(np.polyfit([t for t, _ in window], [b for _, b in window], 1)[0]) if len(window) >= 3 else 0.0
+    wall_from = datetime.now(timezone.utc).timestamp() - (time.monotonic() - measure_from)
+    batches = [b for b in db[s.coll_batches].find() if b["events"] and b["written_at"].replace(
+        tzinfo=timezone.utc).timestamp() >= wall_from]
+    lo, n = sk.merge_histograms([b["latency_hist"] for b in batches])
+    p50, p95, p99 = sk.histogram_percentiles(lo, n)
+    events = sum(b["events"] for b in batches)
+    sustained = how == "idle" and slope < 0.05 * rate and end_backlog < max(rate, 50)
+    mean = lambda k: float(np.mean([b[k] for b in batches])) if batches else float("nan")  # noqa: E731
+    return {"catalogue": name, "trigger": trigger, "rate": rate, "events": events, "slope": slope,
+            "end_backlog": end_backlog, "drain_s": drain_s if how == "idle" else float("nan"),
+            "sustained": sustained, "p50": p50, "p95": p95, "p99": p99, "batches": len(batches),
+            "batch_ms": mean("duration_ms"), "users": mean("users"), "spark_ms": mean("read_ms"),
+            "rank_ms": mean("rank_ms"), "write_ms": mean("write_ms"), "sim": out.strip().splitlines()[-1]}
+
+
+def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
+    """Events/s drained from a backlog with trigger 0 (large micro-batches)."""
+    from common.store import database
+    from jobs import recommend_stream as rs
+    from simulator.behaviour import SimCatalogue, Simulator
+    from simulator.produce import produce_records
+    from stack.services import ensure_topics
+
+    tag = f"{name}-ceiling-{uuid.uuid4().hex[:6]}"
+    s = outputs(base).model_copy(update={"topic_activity": f"bench-stream-{tag}",
+                                         "checkpoint_dir": Path(args.tmp) / tag, "max_offsets_per_trigger": 20_000})
+    db = database(s, 30_000)
+    for c in (s.coll_recommendations, s.coll_batches):
+        db[c].drop()
+    ensure_topics(s)
+    sim = Simulator(SimCatalogue(catalogue.ids, catalogue.vectors, catalogue.genre, catalogue.listens,
+                                 catalogue.duration), args.users, seed=5, concurrent=args.sessions)
+    produce_records(s, sim.records(args.ceiling_events, int(time.time() * 1000) - 30_000, 1))
+    query = rs.run(spark, s, bundle=bundle, catalogue=catalogue, trigger_seconds=0.0)
+    try:
+        how = rs.wait(query, s, timeout=args.drain * 4, until_idle=0.5)
+    finally:
+        query.stop()
+    batches = sorted(db[s.coll_batches].find(), key=lambda b: b["_id"])
+    rate = float("nan")
+    if len(batches) >= 2:   # from the end of the first batch (start-up) to the end of the last
+        span = (batches[-1]["written_at"] - batches[0]["written_at"]).total_seconds()
+        rate = sum(b["records"] for b in batches[1:]) / span if span > 0 else float("nan")
+    return {"catalogue": name, "events_per_s": rate, "batches": len(batches), "drained": how == "idle",
+            "users_per_batch": float(np.mean([b["users"] for b in batches])) if batches else float("nan"),
+            "batch_ms": float(np.mean([b["duration_ms"] for b in batches])) if batches else float("nan")}
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+def table(rows: list[dict], ceilings: list[dict]) -> str:
+    head = ("catalogue", "trigger s", "offered/s", "sustained", "lag +/s", "p50 ms", "p95 ms", "p99 ms",
+            "p95 vs 100/s", "batch ms", "users/batch", "spark ms", "rank ms", "write ms")
+    base = {(r["catalogue"], r["trigger"]): r["p95"] for r in rows if r["rate"] == min(x["rate"] for x in rows)}
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in rows:
+        b = base.get((r["catalogue"], r["trigger"]))
+        ratio = f"{r['p95'] / b:.1f}x" if b and b == b and r["p95"] == r["p95"] else "-"
+        lines.append(" | ".join([
+            r["catalogue"], f"{r['trigger']:g}", f"{r['rate']:g}", "yes" if r["sustained"] else "NO",
+            f"{r['slope']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}", ratio,
+            f"{r['batch_ms']:.0f}", f"{r['users']:.0f}", f"{r['spark_ms']:.0f}", f"{r['rank_ms']:.0f}",
+            f"{r['write_ms']:.0f}"]))
+    if ceilings:
+        lines += ["", "catalogue | drained events/s (trigger 0, backlog) | users/batch | batch ms",
+                  "--- | --- | --- | ---"]
+        for c in ceilings:
+            rate = f"{c['events_per_s']:.0f}" + ("" if c["drained"] else " (not drained)")
+            lines.append(f"{c['catalogue']} | {rate} | {c['users_per_batch']:.0f} | {c['batch_ms']:.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bench_stream.py", description=__doc__.splitlines()[0])
+    p.add_argument("--catalogues", default="demo,synthetic", help="demo and/or synthetic")
+    p.add_argument("--rates", default="100,1000,5000")
+    p.add_argument("--triggers", default="0,0.25")
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--sessions", type=int, default=2_000)
+    p.add_argument("--tracks", type=int, default=100_000, help="size of the synthetic catalogue")
+    p.add_argument("--warmup", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--drain", type=float, default=60.0, help="longest wait for the backlog to drain")
+    p.add_argument("--ceiling-events", type=int, default=30_000, help="0: no ceiling runs")
+    p.add_argument("--json", help="also write the rows here")
+    args = p.parse_args(argv)
+    rates = [float(x) for x in args.rates.split(",")]
+    triggers = [float(x) for x in args.triggers.split(",")]
+    names = [x.strip() for x in args.catalogues.split(",") if x.strip()]
+    if set(names) - {"demo", "synthetic"}:
+        p.error("--catalogues takes demo and/or synthetic")
+
+    from common.spark import build_session
+    from common.store import client
+    from jobs import recommend_stream as rs
+    from jobs.model_store import load_bundle
+    from jobs.stream_batch import load_catalogue
+
+    base = get_settings()
+    try:
+        client(base, 3000).admin.command("ping")
+    except Exception as exc:
+        print(f"bench_stream: error: the store at {base.mongo_uri} is not reachable ({type(exc).__name__}); run `make up`",
+              file=sys.stderr)
+        return 1
+    args.tmp = tempfile.mkdtemp(prefix="bench_stream_")
+    base = base.model_copy(update={"spark_master": "local[2]"})
+    catalogues = []
+    for name in names:
+        if name == "demo":
+            try:
+                bundle = load_bundle(base)
+            except (LookupError, FileNotFoundError) as exc:
+                print(f"bench_stream: demo catalogue skipped: {exc}", flush=True)
+                continue
+            s = base
+        else:
+            s = synthetic_catalogue(base, args.tracks, Path(args.tmp).parent / "musicrec_bench_stream_models")
+            bundle = load_bundle(s)
+        t = time.monotonic()
+        cat = load_catalogue(s, bundle)
+        bundle.index()
+        print(f"{name}: {len(cat)} tracks, {bundle.dim}-d, loaded and hashed in {time.monotonic() - t:.1f} s",
+              flush=True)
+        catalogues.append((name, s, bundle, cat))
+    if not catalogues:
+        print("bench_stream: error: no catalogue to run on", file=sys.stderr)
+        return 1
+
+    spark = build_session(base, "bench-stream", rs.STREAM_CONF)
+    rows, ceilings = [], []
+    try:
+        for name, s, bundle, cat in catalogues:
+            for trigger in triggers:
+                for rate in rates:
+                    t = time.monotonic()
+                    r = one_run(spark, s, bundle, cat, name, rate, trigger, args)
+                    rows.append(r)
+                    print(f"  {name} trigger {trigger:g} s, {rate:g}/s: p95 {r['p95']:.0f} ms, "
+                          f"{'sustained' if r['sustained'] else 'NOT sustained'} (lag {r['slope']:+.0f}/s), "
+                          f"{r['batches']} batches, {time.monotonic() - t:.0f} s [{r['sim']}]", flush=True)
+            if args.ceiling_events:
+                c = ceiling(spark, s, bundle, cat, name, args)
+                ceilings.append(c)
+                print(f"  {name} ceiling: {c['events_per_s']:.0f} events/s", flush=True)
+    finally:
+        spark.stop()
+    print()
+    print(f"Streaming recommender, local[2] on {os.cpu_count()} cores, {args.users} users ({args.sessions} in a "
+          f"session at a time), store {base.mongo_uri}; target p95 <= {TARGET_P95_MS:.0f} ms at 1000/s sustained")
+    print(table(rows, ceilings))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "ceilings": ceilings}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

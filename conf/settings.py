@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     event_max_age_days: float = Field(30.0, description="event_time at most this many days before its Kafka record")
     stream_partitions: int = Field(2, description="state partitions of the stream (fixed by its checkpoint)")
     activity_feed_size: int = Field(500, description="newest events kept in the activity feed collection")
+    stream_batches_kept: int = Field(5000, description="newest micro-batch metrics documents kept (0: all)")
 
     # --- dashboard -----------------------------------------------------------------------------------
     dashboard_port: int = Field(8501, description="Streamlit port")

@@ -124,6 +124,7 @@ class Sink:
         self.settings = settings
         self.db = db if db is not None else database(settings, timeout_ms=10_000)
         self._last_trim = 0.0
+        self._last_batch_trim = 0.0
 
     def write_recommendations(self, docs: list[dict]) -> int:
         from pymongo import ReplaceOne
@@ -172,4 +173,18 @@ class Sink:
         return coll.delete_many({"event_time": {"$lte": cut[0]["event_time"]}}).deleted_count
 
     def write_batch(self, doc: dict) -> None:
-        self.db[self.settings.coll_batches].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        """Insert the batch's metrics; a replayed batch replaces its earlier document.
+
+        Insert first: FerretDB pushes no integer `_id` filter down, so a replace reads the whole
+        collection, while an insert only meets the unique index."""
+        from pymongo.errors import DuplicateKeyError
+
+        coll = self.db[self.settings.coll_batches]
+        try:
+            coll.insert_one(doc)
+        except DuplicateKeyError:
+            coll.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        keep = int(self.settings.stream_batches_kept)
+        if keep > 0 and time.monotonic() - self._last_batch_trim > 60.0:
+            self._last_batch_trim = time.monotonic()
+            coll.delete_many({"_id": {"$lte": int(doc["_id"]) - keep}})

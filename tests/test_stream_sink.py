@@ -1,0 +1,76 @@
+"""The stream's MongoDB writes on the real store: idempotent, bounded, and safe on FerretDB."""
+from __future__ import annotations
+
+import pytest
+
+from jobs import stream_sink as sk
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sink(settings, mongo, request):
+    name = request.node.name[-20:].replace("[", "_").replace("]", "_")
+    s = settings.model_copy(update={"coll_recommendations": f"sink_recs_{name}", "coll_activity": f"sink_act_{name}",
+                                    "coll_dead_letters": f"sink_dead_{name}", "coll_batches": f"sink_batches_{name}",
+                                    "activity_feed_size": 50, "stream_batches_kept": 10})
+    return sk.Sink(s, mongo), s
+
+
+def rec(user, batch, n):
+    return sk.recommendation_doc(user, [{"track_id": n, "title": "t", "artist": "a", "genre_top": None, "score": 0.5,
+                                          "reason": "r", "reason_track_id": None}],
+                                 model_version="v", event_time_max_ms=1_795_000_000_000 + n, n_events=n,
+                                 offsets={"topic": "t", "partition": 0, "offset": n}, batch_id=batch,
+                                 updated_at=sk.now_utc(), candidates=3)
+
+
+def test_replacing_many_existing_documents_in_one_batch(sink, mongo):
+    # 250 replacements of existing documents in one batch: FerretDB v1.24 hangs on one command of 100+
+    sink_, s = sink
+    sink_.write_recommendations([rec(f"u{i}", 1, 1) for i in range(250)])
+    sink_.write_recommendations([rec(f"u{i}", 2, 2) for i in range(250)])
+    docs = list(mongo[s.coll_recommendations].find())
+    assert len(docs) == 250 and {d["batch_id"] for d in docs} == {2} and {d["n_events"] for d in docs} == {2}
+
+
+def test_replayed_writes_give_the_same_documents(sink, mongo):
+    sink_, s = sink
+    docs = [rec(f"u{i}", 7, i) for i in range(5)]
+    sink_.write_recommendations(docs)
+    first = {d["_id"]: sk.comparable(d) for d in mongo[s.coll_recommendations].find()}
+    again = [dict(d, updated_at=sk.now_utc()) for d in docs]
+    sink_.write_recommendations(again)
+    second = {d["_id"]: sk.comparable(d) for d in mongo[s.coll_recommendations].find()}
+    assert first == second and len(first) == 5
+
+    dead = [sk.dead_letter_doc(b"{x", "malformed_json: x", topic="t", partition=0, offset=i, key=b"u", kafka_ms=1,
+                               batch_id=7, at=sk.now_utc()) for i in range(3)]
+    assert sink_.write_dead_letters(dead) == 3
+    assert sink_.write_dead_letters(dead + [dict(dead[0], _id="t-0-99", offset=99)]) == 1   # replay + one new
+    assert mongo[s.coll_dead_letters].count_documents({}) == 4
+
+    batch = {"_id": 7, "events": 5, "written_at": sk.now_utc()}
+    sink_.write_batch(batch)
+    sink_.write_batch(dict(batch, events=6))       # a replayed batch replaces its metrics
+    assert mongo[s.coll_batches].find_one({"_id": 7})["events"] == 6
+    assert mongo[s.coll_batches].count_documents({}) == 1
+
+
+def test_the_activity_feed_and_batch_metrics_stay_bounded(sink, mongo):
+    sink_, s = sink
+    for b in range(3):
+        evs = [{"event_id": f"e{b}-{i}", "user_id": "u", "track_id": i, "action": "play",
+                "event_time": 1_795_000_000_000 + b * 1000 + i, "ms_played": 0, "session_id": "s", "partition": 0,
+                "offset": b * 100 + i} for i in range(80)]
+        sink_.write_activity([sk.activity_doc(e, title="t", artist="a", at=sk.now_utc()) for e in evs])
+        sink_._last_trim = 0.0
+    sink_.trim_activity(s.activity_feed_size)
+    feed = list(mongo[s.coll_activity].find())
+    assert len(feed) <= s.activity_feed_size
+    assert max(d["_id"] for d in feed) == "e2-79"          # the newest are kept
+    for b in range(25):
+        sink_._last_batch_trim = 0.0
+        sink_.write_batch({"_id": b, "events": 1, "written_at": sk.now_utc()})
+    ids = sorted(d["_id"] for d in mongo[s.coll_batches].find())
+    assert ids[-1] == 24 and len(ids) <= s.stream_batches_kept

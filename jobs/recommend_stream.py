@@ -35,17 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-if "PYSPARK_PYTHON" not in os.environ and "PYSPARK_GATEWAY_PORT" not in os.environ:
-    # plain-Python sessions (tests, notebooks) must start workers with this interpreter, which has
-    # pyarrow and pandas; spark-submit.sh sets it for local masters itself
-    os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import Row
+from pyspark.sql.streaming import StatefulProcessor
 
-from pyspark.sql import Row  # noqa: E402
-from pyspark.sql.streaming import StatefulProcessor  # noqa: E402
-
-from conf import Settings  # noqa: E402
-from jobs import events as ev  # noqa: E402
-from jobs import taste  # noqa: E402
+from conf import Settings
+from jobs import events as ev
+from jobs import taste
 
 QUERY_NAME = "recommend_stream"
 USER_BUCKETS = 16   # part of the checkpoint's state layout: never change it for an existing checkpoint
@@ -101,6 +96,59 @@ class Known:
     def duration(self, track_id: int) -> float | None:
         i = self._pos(int(track_id))
         return float(self.durations[i]) if i >= 0 and self.durations[i] > 0 else None
+
+    @property
+    def name(self) -> str:
+        """A file name unique to this content."""
+        import hashlib
+
+        h = hashlib.sha1(self.ids.tobytes() + self.durations.tobytes()).hexdigest()[:16]
+        return f"musicrec-known-{h}.npz"
+
+    def save(self, folder) -> str:
+        from pathlib import Path
+
+        path = Path(folder) / self.name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                np.savez(fh, ids=self.ids, durations=self.durations)
+            tmp.replace(path)
+        return str(path)
+
+    @classmethod
+    def read(cls, path) -> "Known":
+        with np.load(path) as z:
+            return cls(z["ids"], z["durations"])
+
+
+_KNOWN_CACHE: dict[str, Known] = {}
+_SHIPPED: set[str] = set()
+
+
+def ship_known(spark, known: Known) -> str:
+    """Send the catalogue to the executors once (SparkFiles) and return the name they load it by.
+
+    It cannot travel inside the pickled processor: a command over 1 MiB is broadcast, and the driver-side
+    runner that initialises transformWithState cannot read broadcast variables."""
+    import tempfile
+
+    name = known.name
+    key = f"{spark.sparkContext.applicationId}/{name}"
+    if key not in _SHIPPED:
+        spark.sparkContext.addFile(known.save(tempfile.gettempdir() + "/musicrec-known"))
+        _SHIPPED.add(key)
+    return name
+
+
+def load_known(name: str) -> Known:
+    """The shipped catalogue, read once per Python worker."""
+    if name not in _KNOWN_CACHE:
+        from pyspark import SparkFiles
+
+        _KNOWN_CACHE[name] = Known.read(SparkFiles.get(name))
+    return _KNOWN_CACHE[name]
 
 
 class _Durations:
@@ -179,15 +227,17 @@ class TasteProcessor(StatefulProcessor):
     operator (measured here: about 1.5 ms per group, against about 0.15 ms per state call), so a batch
     of 1,000 active users costs 16 groups and 2,000 state calls instead of 1,000 groups."""
 
-    def __init__(self, known: Known, rules: taste.Rules, limits: ev.Limits, ttl_ms: int):
-        # the catalogue travels inside the pickled processor (a broadcast variable is not loaded in the
-        # driver-side runner that initialises transformWithState): 16 bytes per track
-        self.known, self.rules, self.limits, self.ttl_ms = known, rules, limits, ttl_ms
+    def __init__(self, known: Known | str, rules: taste.Rules, limits: ev.Limits, ttl_ms: int):
+        # `known`: the catalogue itself (tests) or the name it was shipped under (ship_known)
+        self.known_ref, self.rules, self.limits, self.ttl_ms = known, rules, limits, ttl_ms
+        self.known = None
 
     def init(self, handle) -> None:
         self.users = handle.getMapState("users", "user_id string", STATE_SCHEMA, self.ttl_ms)
 
     def handleInputRows(self, key, rows, timerValues):
+        if self.known is None:   # not in init(): that also runs in the driver-side runner, without the file
+            self.known = self.known_ref if isinstance(self.known_ref, Known) else load_known(self.known_ref)
         by_user: dict[str, list] = {}
         for r in rows:
             by_user.setdefault(r.user_key, []).append(r)
@@ -224,10 +274,24 @@ def build(spark, settings: Settings, known: Known, source=None):
         "key", "value", "topic", "partition", "offset",
         "CAST(unix_millis(timestamp) AS BIGINT) AS kafka_ms"
     ).selectExpr(f"pmod(hash(user_key), {USER_BUCKETS}) AS bucket", "*")
-    processor = TasteProcessor(known, taste.Rules.from_settings(settings), ev.Limits.from_settings(settings),
+    processor = TasteProcessor(ship_known(spark, known), taste.Rules.from_settings(settings),
+                               ev.Limits.from_settings(settings),
                                int(settings.idle_timeout_minutes) * 60_000)
     return records.groupBy("bucket").transformWithState(
         statefulProcessor=processor, outputStructType=OUT_SCHEMA, outputMode="Append", timeMode="ProcessingTime")
+
+
+def _python_for_udfs(spark) -> None:
+    """The interpreter the stateful operator's Python runs in must have pyarrow and pandas.
+
+    UDFs take `SparkContext.pythonExec`, fixed from PYSPARK_PYTHON when the context started ("python3"
+    if unset). `spark.pyspark.python` (common/spark.py) covers the executors' workers but not the
+    driver-side runner that initialises transformWithState, so a session started from plain Python
+    would run that with the system interpreter; spark-submit.sh sets PYSPARK_PYTHON itself."""
+    sc = spark.sparkContext
+    wanted = sc.getConf().get("spark.pyspark.python", None) or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    if sc.pythonExec != wanted:
+        sc.pythonExec = wanted
 
 
 def checkpoint_path(settings: Settings) -> str:
@@ -257,6 +321,7 @@ def run(spark, settings: Settings, *, model_version: str | None = None, source=N
     if catalogue is None:
         catalogue = load_catalogue(settings, bundle)
     known = Known.of(catalogue.ids, catalogue.duration)
+    _python_for_udfs(spark)
     for k, v in STREAM_CONF.items():
         spark.conf.set(k, v)
     previous = spark.conf.get("spark.sql.shuffle.partitions")

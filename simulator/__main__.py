@@ -11,7 +11,7 @@ def parse_args(argv):
         description="Produce simulated listening activity (JSON, key = user id) to the activity topic.",
         usage="python -m simulator [--rate EV/S] [--duration S | --events N] [--users N] [options]")
     p.add_argument("--rate", type=float, default=100.0, help="events per second (default 100)")
-    p.add_argument("--duration", type=float, help="seconds to run (default 60 unless --events)")
+    p.add_argument("--duration", type=float, help="seconds to run; 0: until interrupted (default 60 unless --events)")
     p.add_argument("--events", type=int, help="stop after this many events")
     p.add_argument("--users", type=int, default=1000, help="simulated listeners (default 1000)")
     p.add_argument("--sessions", type=int, help="concurrent sessions (default min(users, 1000))")
@@ -30,8 +30,8 @@ def parse_args(argv):
         p.error("--bad-rate must be within 0..1")
     if a.events is not None and a.events < 1:
         p.error("--events must be positive")
-    if a.duration is not None and a.duration <= 0:
-        p.error("--duration must be positive")
+    if a.duration is not None and a.duration < 0:
+        p.error("--duration must be >= 0 (0: until interrupted)")
     if a.duration is None and a.events is None:
         a.duration = 60.0
     return a
@@ -72,8 +72,12 @@ def main(argv=None) -> int:
     from simulator.produce import run_live
 
     topic = args.topic or settings.topic_activity
-    stats = run_live(sim, settings, args.rate, duration=args.duration, max_events=args.events, topic=topic,
-                     progress=not args.quiet)
+    forever = args.duration == 0 and args.events is None
+    try:
+        stats = run_live(sim, settings, args.rate, duration=None if forever else args.duration,
+                         max_events=args.events, topic=topic, progress=not args.quiet, forever=forever)
+    except KeyboardInterrupt:
+        return 0
     print(f"simulator: {stats.sent} events to {topic} in {stats.seconds:.1f} s ({stats.rate:.0f}/s), "
           f"{stats.failed} failed, {args.users} users, {sim.sessions_started} sessions")
     return 0 if stats.failed == 0 else 1

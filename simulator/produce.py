@@ -67,17 +67,18 @@ def produce_records(settings, records, topic: str | None = None, timeout: float 
 
 
 def run_live(sim, settings, rate: float, *, duration: float | None = None, max_events: int | None = None,
-             topic: str | None = None, progress: bool = True, clock=time.time) -> Stats:
-    """Produce `rate` events/s (event_time = the time of produce) for `duration` s or `max_events`."""
+             topic: str | None = None, progress: bool = True, clock=time.time, forever: bool = False) -> Stats:
+    """Produce `rate` events/s (event_time = the time of produce) for `duration` s, `max_events`, or
+    with `forever` until interrupted."""
     if rate <= 0:
         raise ValueError("rate must be positive")
-    if duration is None and max_events is None:
-        raise ValueError("give a duration or a number of events")
+    if duration is None and max_events is None and not forever:
+        raise ValueError("give a duration, a number of events or forever=True")
     topic = topic or settings.topic_activity
     stats = Stats()
     producer = make_producer(settings)
     cb = _Counter(stats)
-    total = max_events if max_events is not None else int(rate * duration)
+    total = max_events if max_events is not None else (None if forever else int(rate * duration))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -86,11 +87,13 @@ def run_live(sim, settings, rate: float, *, duration: float | None = None, max_e
     t0 = time.monotonic()
     sent = 0
     try:
-        while sent < total:
+        while total is None or sent < total:
             elapsed = time.monotonic() - t0
             if duration is not None and elapsed >= duration:
                 break
-            due = min(total, int(rate * elapsed) + 1) - sent
+            due = int(rate * elapsed) + 1 - sent
+            if total is not None:
+                due = min(total - sent, due)
             if due <= 0:
                 producer.poll(0)
                 time.sleep(min(0.002, 1.0 / rate))

@@ -142,6 +142,9 @@ def test_cli_help_and_bad_arguments():
     assert out.returncode == 0 and "--rate" in out.stdout and "--users" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "simulator", "--rate", "-5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage: python -m simulator" in bad.stderr and "--rate must be positive" in bad.stderr
+    from simulator.__main__ import parse_args
+    assert parse_args(["--duration", "0"]).duration == 0          # until interrupted (the demo)
+    assert parse_args([]).duration == 60 and parse_args(["--events", "5"]).duration is None
 
 
 # --- Kafka ---------------------------------------------------------------------------------------------

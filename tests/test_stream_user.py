@@ -186,3 +186,13 @@ def test_dead_letter_documents_truncate_huge_raw_values():
     empty = sk.dead_letter_doc(None, "malformed_json: the record has no value", topic="t", partition=0, offset=2,
                                key=b"\xff", kafka_ms=None, batch_id=0, at=sk.now_utc())
     assert empty["raw"] is None and empty["key"] == "\ufffd" and "raw_chars" not in empty
+
+
+def test_the_catalogue_ships_as_a_file_named_by_its_content(tmp_path):
+    a = rs.Known.of([3, 1, 2], [30.0, 10.0, 0.0])
+    b = rs.Known.of([1, 2, 3], [10.0, 0.0, 30.0])
+    c = rs.Known.of([1, 2, 4], [10.0, 0.0, 30.0])
+    assert a.name == b.name != c.name
+    back = rs.Known.read(a.save(tmp_path))
+    assert list(back.ids) == [1, 2, 3] and back.duration(1) == 10.0 and back.duration(2) is None and 3 in back
+    assert a.save(tmp_path) == str(tmp_path / a.name)      # saved once

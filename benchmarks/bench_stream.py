@@ -213,7 +213,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
     rate = float("nan")
     if len(batches) >= 2:   # from the end of the first batch (start-up) to the end of the last
         span = (batches[-1]["written_at"] - batches[0]["written_at"]).total_seconds()
-        rate = sum(b["records"] for b in batches[1:]) / span if span > 0 else float("nan")
+        rate = sum(b["rows"] for b in batches[1:]) / span if span > 0 else float("nan")
     return {"catalogue": name, "events_per_s": rate, "batches": len(batches), "drained": how == "idle",
             "users_per_batch": float(np.mean([b["users"] for b in batches])) if batches else float("nan"),
             "batch_ms": float(np.mean([b["duration_ms"] for b in batches])) if batches else float("nan")}

@@ -102,7 +102,7 @@ class BatchWriter:
             for (topic, part), g in pos.groupby(["topic", "partition"], sort=True):
                 offsets.append({"topic": topic, "partition": int(part), "first": int(g["offset"].min()),
                                 "last": int(g["offset"].max())})
-        doc = {"_id": int(batch_id), "records": int(len(events) + len(dead)), "events": int(len(events)),
+        doc = {"_id": int(batch_id), "rows": int(len(events) + len(dead)), "events": int(len(events)),
                "dead": int(len(dead)), "users": int(len(users)), "read_ms": int(read_ms), "rank_ms": int(rank_ms),
                "write_ms": int(write_ms), "duration_ms": int(_ms() - start_ms),
                "candidates_mean": round(float(np.mean(n_cand)), 1) if len(n_cand) else 0.0,

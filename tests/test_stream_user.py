@@ -152,7 +152,7 @@ def test_a_replayed_batch_writes_the_same_documents(writer):
     assert d["batch_id"] == 7 and d["model_version"] == "v-test" and d["n_events"] == 6
     assert d["offsets"] == {"topic": "t", "partition": 0, "offset": 10}
     assert d["event_time_max"] == datetime.fromtimestamp((T0 + 10_000) / 1000, tz=timezone.utc)
-    assert first["users"] == 2 and first["events"] == 12 and first["dead"] == 1 and first["records"] == 13
+    assert first["users"] == 2 and first["events"] == 12 and first["dead"] == 1 and first["rows"] == 13
     assert {o["partition"] for o in first["offsets"]} == {0, 1}
     assert first["latency_ms_p50"] is not None
     assert writer.sink.dead["t-1-77"]["code"] == "malformed_json" and writer.sink.dead["t-1-77"]["raw"] == "{x"

@@ -163,8 +163,10 @@ def candidates(index, catalogue: Catalogue, tastes: np.ndarray, n: int, exclude:
             drop = [catalogue.row_of[x] for x in ex if x in catalogue.row_of]
             if drop:
                 mask[r, drop] = False
-        n_cand[s:s + block] = counts = mask.sum(axis=1)
-        approx = sq[None, :] - 2.0 * (t32 @ vectors.T)          # |v|^2 - 2 q.v: the order of |q - v|
+        n_cand[s:s + block] = counts = np.count_nonzero(mask, axis=1)
+        approx = t32 @ vectors.T                                   # |v|^2 - 2 q.v: the order of |q - v|
+        approx *= -2.0
+        approx += sq
         for r in range(len(t)):
             if counts[r] == 0:
                 continue

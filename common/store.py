@@ -26,6 +26,41 @@ def database(settings: Settings, timeout_ms: int = 3000):
     return client(settings, timeout_ms)[settings.mongo_db]
 
 
+def is_ferretdb(db) -> bool:
+    """The server is FerretDB (its buildInfo carries `ferretdbVersion`)."""
+    return "ferretdbVersion" in db.client.admin.command("buildInfo")
+
+
+def replace_mode(settings: Settings, db) -> str:
+    """`upsert` or `delete_insert` for `settings.store_replace_mode` (auto: delete_insert on FerretDB, whose
+    `_id` lookups scan the collection, so one ReplaceOne per document costs a scan each)."""
+    if settings.store_replace_mode != "auto":
+        return settings.store_replace_mode
+    return "delete_insert" if is_ferretdb(db) else "upsert"
+
+
+def replace_documents(coll, docs: list[dict], mode: str, chunk: int = 50) -> int:
+    """Replace (or insert) each document by `_id`: idempotent either way.
+
+    upsert: ReplaceOne(upsert) per document, `chunk` per command (atomic per document).
+    delete_insert: one delete of all their `_id`s, then one unordered insert: two scans on FerretDB
+    whatever the number of documents; a reader may miss a document between the two commands, and a crash
+    between them leaves it missing until the write is repeated (a replayed micro-batch does)."""
+    from pymongo import ReplaceOne
+
+    if not docs:
+        return 0
+    if mode == "delete_insert":
+        coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        coll.insert_many(docs, ordered=False)
+    elif mode == "upsert":
+        for s in range(0, len(docs), chunk):
+            coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + chunk]], ordered=False)
+    else:
+        raise ValueError(f"unknown replace mode {mode!r}")
+    return len(docs)
+
+
 def _options(settings: Settings, collection: str) -> dict[str, str]:
     return {"connection.uri": settings.mongo_uri_with_secret, "database": settings.mongo_db,
             "collection": collection}

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import os
+from typing import Literal
 
 
 def _project_root() -> Path:
@@ -104,6 +105,10 @@ class Settings(BaseSettings):
     stream_partitions: int = Field(2, description="state partitions of the stream (fixed by its checkpoint)")
     activity_feed_size: int = Field(500, description="newest events kept in the activity feed collection")
     stream_batches_kept: int = Field(5000, description="newest micro-batch metrics documents kept (0: all)")
+    store_replace_mode: Literal["auto", "upsert", "delete_insert"] = Field(
+        "auto", description="how per-user documents are replaced: upsert (one ReplaceOne per user), delete_insert "
+                            "(one delete of the batch's users, one insert), auto: delete_insert on FerretDB, whose "
+                            "`_id` lookups scan the collection, else upsert")
 
     # --- dashboard -----------------------------------------------------------------------------------
     dashboard_port: int = Field(8501, description="Streamlit port")

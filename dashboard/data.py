@@ -135,8 +135,21 @@ def _recommendations(where, _s: Settings) -> background.KeyedRefresher:
     """The recommendations of the users pages are showing, re-read every `dashboard_ttl_s` in the
     background: a lookup by `_id` costs a scan of the collection on FerretDB (see store.py)."""
     client = store.client(_s, timeout_ms=store.STORE_TIMEOUT_MS)
-    return background.KeyedRefresher("recommendations", lambda user: store.recommendation(client[_s.mongo_db], _s, user),
-                                     TTL, idle_s=LIVE_IDLE_S)
+    last: dict = {}
+
+    def load(user):
+        # On FerretDB the streaming job replaces a batch's documents with a delete then an insert (see
+        # common.store.replace_documents): a read between the two finds nothing for a user who has a list.
+        # Users' lists are never deleted otherwise, so the last one read stands until the next read.
+        doc = store.recommendation(client[_s.mongo_db], _s, user)
+        if doc is None:
+            return last.get(user)
+        if len(last) > 10_000:   # users looked at by this process; bounded
+            last.clear()
+        last[user] = doc
+        return doc
+
+    return background.KeyedRefresher("recommendations", load, TTL, idle_s=LIVE_IDLE_S)
 
 
 def recommendation_snapshot(user: str, wait_s: float = LIVE_WAIT_S) -> background.Snapshot:

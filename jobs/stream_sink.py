@@ -125,15 +125,15 @@ class Sink:
         self.db = db if db is not None else database(settings, timeout_ms=10_000)
         self._last_trim = 0.0
         self._last_batch_trim = 0.0
+        self.mode: str | None = None   # how documents are replaced, decided at the first write
 
     def write_recommendations(self, docs: list[dict]) -> int:
-        from pymongo import ReplaceOne
+        """One document per user, replaced whole (see common.store.replace_documents)."""
+        from common.store import replace_documents, replace_mode
 
-        coll = self.db[self.settings.coll_recommendations]
-        for s in range(0, len(docs), CHUNK):
-            coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + CHUNK]],
-                            ordered=False)
-        return len(docs)
+        if self.mode is None:
+            self.mode = replace_mode(self.settings, self.db)
+        return replace_documents(self.db[self.settings.coll_recommendations], docs, self.mode, CHUNK)
 
     def _insert_new(self, collection: str, docs: list[dict]) -> int:
         """Insert, ignoring documents whose _id exists already (a replayed batch)."""

@@ -8,12 +8,14 @@ from jobs import stream_sink as sk
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(params=["upsert", "delete_insert"])
 def sink(settings, mongo, request):
+    """A sink of each replace mode (see common.store.replace_documents), on collections of its own."""
     name = request.node.name[-20:].replace("[", "_").replace("]", "_")
     s = settings.model_copy(update={"coll_recommendations": f"sink_recs_{name}", "coll_activity": f"sink_act_{name}",
                                     "coll_dead_letters": f"sink_dead_{name}", "coll_batches": f"sink_batches_{name}",
-                                    "activity_feed_size": 50, "stream_batches_kept": 10})
+                                    "activity_feed_size": 50, "stream_batches_kept": 10,
+                                    "store_replace_mode": request.param})
     return sk.Sink(s, mongo), s
 
 
@@ -32,6 +34,24 @@ def test_replacing_many_existing_documents_in_one_batch(sink, mongo):
     sink_.write_recommendations([rec(f"u{i}", 2, 2) for i in range(250)])
     docs = list(mongo[s.coll_recommendations].find())
     assert len(docs) == 250 and {d["batch_id"] for d in docs} == {2} and {d["n_events"] for d in docs} == {2}
+
+
+def test_auto_mode_replaces_by_delete_insert_on_ferretdb_only(settings, mongo):
+    from common.store import is_ferretdb, replace_mode
+
+    ferret = "ferretdbVersion" in mongo.client.admin.command("buildInfo")
+    assert is_ferretdb(mongo) == ferret
+    assert replace_mode(settings, mongo) == ("delete_insert" if ferret else "upsert")
+    for mode in ("upsert", "delete_insert"):
+        assert replace_mode(settings.model_copy(update={"store_replace_mode": mode}), mongo) == mode
+
+
+def test_a_batch_mixing_new_and_existing_users(sink, mongo):
+    sink_, s = sink
+    sink_.write_recommendations([rec(f"u{i}", 1, 1) for i in range(0, 40, 2)])    # the even users
+    sink_.write_recommendations([rec(f"u{i}", 2, 2) for i in range(40)])          # every user
+    docs = {d["_id"]: d for d in mongo[s.coll_recommendations].find()}
+    assert sorted(docs) == sorted(f"u{i}" for i in range(40)) and {d["batch_id"] for d in docs.values()} == {2}
 
 
 def test_replayed_writes_give_the_same_documents(sink, mongo):

@@ -139,3 +139,19 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def reference_table() -> str:
+    """The README's configuration reference: one row per setting (paths shown relative to the root)."""
+    rows = ["| environment variable | default | what |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        value = field.get_default(call_default_factory=True)   # the code's default, whatever the environment
+        if value is None or isinstance(value, SecretStr):
+            text = "(unset)" if value is None or not value.get_secret_value() else "***"
+        elif isinstance(value, Path):
+            rel = value.relative_to(ROOT) if value.is_relative_to(ROOT) else value
+            text = "." if str(rel) == "." else (f"./{rel}" if not rel.is_absolute() else str(rel))
+        else:
+            text = str(value)
+        rows.append(f"| `MUSICREC_{name.upper()}` | `{text}` | {field.description or ''} |")
+    return "\n".join(rows)

@@ -22,6 +22,9 @@ def build_session(settings: Settings, app: str, extra: dict[str, str] | None = N
     builder = SparkSession.builder.appName(f"{settings.spark_app_prefix}-{app}")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain Python; spark-submit's PythonRunner sets it
         builder = builder.master(settings.spark_master).config("spark.pyspark.python", sys.executable)
+        # a driver started from plain Python takes its workers' interpreter from PYSPARK_PYTHON, not from
+        # spark.pyspark.python (read by spark-submit only): without it they run `python3` from PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         log4j = settings.root / "stack" / "spark" / "log4j2.properties"   # what spark-submit.sh passes
         if log4j.exists():
             builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")

@@ -47,3 +47,14 @@ def mongo(settings):
     yield client[settings.mongo_db]
     client.drop_database(settings.mongo_db)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def pipeline(spark, settings, mongo, tmp_path_factory):
+    """The real pipeline (corpus -> extraction -> two model fits -> simulator -> Kafka -> streaming job)
+    run once into `<test db>_pipeline`; see tests/pipeline.py. Dropped at the end of the session."""
+    from tests import pipeline as pl
+
+    p = pl.build(spark, settings, tmp_path_factory.mktemp("pipeline"))
+    yield p
+    mongo.client.drop_database(p.settings.mongo_db)

@@ -1,11 +1,9 @@
-"""The dashboard's pages run in-process with Streamlit's AppTest against a real store.
-
-`fill_dashboard_store` is the one place that decides what the store holds: today contract-shaped
-documents (dashboard/synthetic.py); when the pipeline's jobs land it can run them instead (extraction,
-model fit, simulator + streaming job) as long as it returns the same summary."""
+"""The dashboard's pages run in-process with Streamlit's AppTest against the real store, filled by the
+real pipeline (tests/pipeline.py: demo-corpus audio -> Spark extraction -> two model fits -> simulator ->
+Kafka -> the streaming job). Every expectation is read back from the store the pipeline wrote."""
 from __future__ import annotations
 
-import shutil
+import json
 import socket
 import threading
 import time
@@ -14,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import synthetic, tables
+from dashboard import tables
 
 pytestmark = pytest.mark.integration
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-FMA_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fma" / "000002.mp3"
-USER = synthetic.user_id(1)
-
-
-def fill_dashboard_store(settings, db) -> dict:
-    """Fill `settings.mongo_db` the way the pipeline would; returns {collection: documents written}."""
-    return synthetic.fill(db, settings, n_tracks=80, n_users=6, n_events=300, n_batches=120, n_versions=3)
 
 
 def dashboard_env(settings) -> dict[str, str]:
@@ -36,31 +27,21 @@ def dashboard_env(settings) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def dash_settings(settings, tmp_path_factory):
-    """The session's test settings with a database of its own (other modules' tests write the same
-    collection names), a private snapshot folder and an audio folder holding one real FMA clip."""
-    tmp = tmp_path_factory.mktemp("dashboard")
-    audio = tmp / "audio"
-    (audio / "000").mkdir(parents=True)
-    shutil.copy(FMA_CLIP, audio / "000" / "000002.mp3")
-    return settings.model_copy(update={"mongo_db": f"{settings.mongo_db}_dash", "dashboard_cache_dir": tmp / "cache",
-                                       "audio_dir": audio})
+def dash_settings(pipeline, tmp_path_factory):
+    """The pipeline's settings with a private snapshot folder for the dashboard."""
+    return pipeline.settings.model_copy(update={"dashboard_cache_dir": tmp_path_factory.mktemp("dashboard") / "cache"})
 
 
 @pytest.fixture(scope="module")
-def store(dash_settings):
-    from common.store import client
+def store(pipeline, dash_settings):
+    """(database, {collection: documents}) as the pipeline left them."""
+    return pipeline.db(), pipeline.documents()
 
-    c = client(dash_settings)
-    try:
-        c.admin.command("ping")
-    except Exception as exc:
-        pytest.fail(f"store not reachable at {dash_settings.mongo_uri}: {exc}. Run `make up`.")
-    db = c[dash_settings.mongo_db]
-    written = fill_dashboard_store(dash_settings, db)
-    yield db, written
-    c.drop_database(dash_settings.mongo_db)
-    c.close()
+
+@pytest.fixture(scope="module")
+def user(pipeline) -> str:
+    """The most active simulated user."""
+    return pipeline.users[0]
 
 
 @pytest.fixture
@@ -123,51 +104,56 @@ def test_live_page_shows_stream_figures_charts_and_feed(store, env):
     assert feed["action"].tolist()[:5] == [e["action"] for e in events[:5]]
     first = next(t for t in written[env.coll_tracks] if t["_id"] == events[0]["track_id"])
     assert feed["track"].iloc[0] in (f"{first['title']} - {first['artist']}", f"#{first['_id']}")
-    # the window selector narrows the figures
+    assert len(in_window) >= 3 and newest["rows"] > 0  # the streaming job's own batches
+    # the window selector narrows the figures to the batches written in the chosen last minutes
     at.radio[0].set_value(1).run()
-    assert int(metric(at, "Batches").replace(",", "")) < len(in_window)
+    now = datetime.now(timezone.utc)
+    last_minute = [b for b in written[env.coll_batches] if (now - b["written_at"]).total_seconds() < 60]
+    assert abs(int(metric(at, "Batches (1 min)").replace(",", "")) - len(last_minute)) <= 2
 
 
 # --- User ---------------------------------------------------------------------------------------------
-def test_user_page_shows_recommendations_activity_and_changes(store, env):
+def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, env, user):
     db, written = store
     coll = db[env.coll_recommendations]
-    doc = coll.find_one({"_id": USER})
-    at = app("views/user.py", user=USER)
-    assert at.selectbox(key="user_pick").value == USER
+    doc = coll.find_one({"_id": user})
+    at = app("views/user.py", user=user)
+    assert at.selectbox(key="user_pick").value == user
     table = at.table[0].value
-    assert table["title"].tolist() == [it["title"] for it in doc["items"]]
+    assert len(doc["items"]) > 0 and table["title"].tolist() == [it["title"] for it in doc["items"]]
     assert table["reason"].tolist() == [it["reason"] for it in doc["items"]]
     assert table["genre"].tolist() == [it["genre_top"] for it in doc["items"]]
     assert any("first version this dashboard has seen" in c for c in texts(at, "caption"))
-    mine = [e for e in written[env.coll_activity] if e["user_id"] == USER]
+    mine = [e for e in written[env.coll_activity] if e["user_id"] == user]
     activity = at.dataframe[0].value
     assert 0 < len(activity) == min(20, len(mine))
 
-    # the streaming job replaces the document: the page shows the new list and how it changed
-    tracks = {t["_id"]: t for t in written[env.coll_tracks]}
-    old = [it["track_id"] for it in doc["items"]]
-    new_ids = [2] + old[2:][::-1] + [t for t in tracks if t not in old and t != 2][:1]
-    items = [{"track_id": t, "title": tracks[t]["title"], "artist": tracks[t]["artist"],
-              "genre_top": tracks[t]["genre_top"], "score": 1.0 - i / 20, "reason": "because you liked Track 9",
-              "reason_track_id": 9} for i, t in enumerate(new_ids)]
-    coll.replace_one({"_id": USER}, synthetic.recommendation_doc(USER, items, batch_id=2))
-    run_until(at, lambda a: a.table[0].value["title"].tolist()[0] == tracks[2]["title"], 30, "the new list")
-    table = at.table[0].value
-    assert table["title"].tolist() == [it["title"] for it in items]
-    assert table["change"].iloc[0] == ("new" if 2 not in old else table["change"].iloc[0])
+    # the user likes the top three of the list: the streaming job folds the events in and rewrites the
+    # document, and the open page shows the new list (the liked tracks, now heard, are gone) and the change
+    liked = [it["track_id"] for it in doc["items"][:3]]
+    t0 = int(time.time() * 1000)
+    events = [{"event_id": f"dash-{user}-{i}", "user_id": user, "track_id": tid, "action": "like",
+               "event_time": t0 + i, "ms_played": 30_000, "session_id": "dash-test"} for i, tid in enumerate(liked)]
+    pipeline.produce([(user, json.dumps(e)) for e in events])
+    pipeline.stream()
+    new = coll.find_one({"_id": user})
+    assert new["batch_id"] != doc["batch_id"] and new["n_events"] == doc["n_events"] + 3
+    titles = [it["title"] for it in new["items"]]
+    run_until(at, lambda a: a.table[0].value["title"].tolist() == titles, 30, "the new list")
+    assert not {it["track_id"] for it in new["items"]} & set(liked)
     change = next(c for c in texts(at, "caption") if c.startswith("How the list changed since batch"))
-    assert "batch `1`" in change and "dropped" in change and "new" in change
-    # track 2's clip is on disk (a real FMA clip): the player offers it
+    assert f"batch `{doc['batch_id']}`" in change and "dropped" in change
+    # every clip of the corpus is on disk: the player offers one of the recommended tracks
     at.run()
-    assert at.selectbox(key="clip").value == 2 and len(at.get("audio")) == 1
+    assert at.selectbox(key="clip").value in {it["track_id"] for it in new["items"]} and len(at.get("audio")) == 1
 
 
-def test_user_search_filters_the_user_list(store, env):
+def test_user_search_filters_the_user_list(pipeline, store, env, user):
     at = app("views/user.py")
-    run_until(at, lambda a: len(a.selectbox(key="user_pick").options) >= 6, 30, "every user")
-    at.text_input(key="user_search").input("00003").run()
-    assert at.selectbox(key="user_pick").options == [synthetic.user_id(3)]
+    run_until(at, lambda a: set(pipeline.users) <= set(a.selectbox(key="user_pick").options), 30, "every user")
+    at.text_input(key="user_search").input(user).run()
+    options = at.selectbox(key="user_pick").options
+    assert user in options and all(user in o for o in options) and len(options) < len(pipeline.users)
     at.text_input(key="user_search").input("nobody-like-this").run()
     assert at.selectbox(key="user_pick").options == ["nobody-like-this"]
     assert any("No recommendations for nobody-like-this" in i for i in texts(at, "info"))
@@ -184,11 +170,12 @@ def chart_data(at) -> tuple[dict, list]:
     return json.loads(chart.spec), [pa.ipc.open_stream(ds.data.data).read_all().to_pandas() for ds in chart.datasets]
 
 
-def test_catalogue_page_maps_tracks_and_finds_more_like_this(store, env):
+def test_catalogue_page_maps_tracks_and_finds_more_like_this(store, env, user):
     db, written = store
     at = app("views/catalogue.py")
     run_until(at, lambda a: len(a.get("vega_lite_chart")) == 1, 60, "the map")
-    assert "80 of 80 tracks drawn" in next(c for c in texts(at, "caption") if "tracks drawn" in c)
+    n = len(written[env.coll_tracks])
+    assert n >= 40 and f"{n} of {n} tracks drawn" in next(c for c in texts(at, "caption") if "tracks drawn" in c)
     # more like this: the neighbour table of the chosen track, nearest first
     target = written[env.coll_tracks][10]
     at.text_input(key="track_search").input(str(target["_id"])).run()
@@ -199,24 +186,26 @@ def test_catalogue_page_maps_tracks_and_finds_more_like_this(store, env):
     assert table["title"].tolist() == [titles[e["track_id"]] for e in expected]
     assert table["distance"].tolist() == pytest.approx([e["distance"] for e in expected])
     # marking a user adds their recent tracks, taste and recommendations to the map
-    at.text_input(key="catalogue_user").input(USER).run()
+    at.text_input(key="catalogue_user").input(user).run()
     caption = next(c for c in texts(at, "caption") if "tracks drawn" in c)
     assert "recommended" in caption and "recent" in caption and "selected" in caption and "neighbour" in caption
     spec, datasets = chart_data(at)
-    assert len(spec["layer"]) == 2 and sorted(len(d) for d in datasets)[-1] == 80
+    assert len(spec["layer"]) == 2 and sorted(len(d) for d in datasets)[-1] == n
     marked = next(d for d in datasets if "mark" in d.columns)
-    recs = next(r for r in written[env.coll_recommendations] if r["_id"] == USER)
-    current = db[env.coll_recommendations].find_one({"_id": USER})
+    current = db[env.coll_recommendations].find_one({"_id": user})
     assert set(marked.loc[marked["mark"] == "recommended", "track_id"]) == {it["track_id"] for it in current["items"]}
     assert set(marked.loc[marked["mark"] == "neighbour", "track_id"]) == {e["track_id"] for e in expected}
-    assert (marked["mark"] == "taste").sum() <= 1 and recs["_id"] == USER
+    assert (marked["mark"] == "taste").sum() <= 1
+    heard = {e["track_id"] for e in db[env.coll_activity].find({"user_id": user})}
+    assert set(marked.loc[marked["mark"] == "recent", "track_id"]) <= heard
 
 
 # --- Model --------------------------------------------------------------------------------------------
 def test_model_page_shows_current_model_and_history(store, env):
     db, written = store
-    models = [m for m in written[env.coll_models] if m["_id"] != "current"]
+    models = sorted((m for m in written[env.coll_models] if m["_id"] != "current"), key=lambda m: m["created_at"])
     at = app("views/model.py")
+    assert len(models) == 2  # the pipeline fitted twice; the second is current
     newest = models[-1]
     head = tables.headline(newest["metrics"])
     assert any(f"Current model `{newest['version']}`" in m for m in texts(at, "markdown"))
@@ -224,7 +213,9 @@ def test_model_page_shows_current_model_and_history(store, env):
     assert metric(at, "Genre precision@10") == f"{head['genre_precision']:.3f}"
     assert metric(at, "Coverage") == f"{head['coverage']:.3f}"
     params = at.table[0].value
-    assert params.loc["bands", "value"] == "32" and params.loc["tuning.target", "value"] == "0.95"
+    shown = dict(zip(params.index, params["value"]))
+    expected = {**tables.flat(newest["params"]), **tables.flat(newest.get("tuning") or {}, "tuning.")}
+    assert shown == {k: str(v) for k, v in expected.items()} and "bands" in shown
     history = at.dataframe[0].value
     assert history["version"].tolist() == [m["version"] for m in reversed(models)]
     # the pointer decides which version is current
@@ -232,7 +223,7 @@ def test_model_page_shows_current_model_and_history(store, env):
     try:
         run_until(at, lambda a: any(f"Current model `{models[0]['version']}`" in m for m in texts(a, "markdown")),
                   30, "the older current model")
-        assert metric(at, "Recall@10") == f"{models[0]['metrics']['recall_at_10']:.3f}"  # the older metric names
+        assert metric(at, "Recall@10") == f"{tables.headline(models[0]['metrics'])['recall']:.3f}"
     finally:
         db[env.coll_models].replace_one({"_id": "current"}, {"_id": "current", "version": newest["version"]})
 
@@ -308,7 +299,7 @@ class Proxy:
         self._conns = []
 
 
-def test_store_and_kafka_outages_are_one_line_and_pages_recover(store, env, monkeypatch):
+def test_store_and_kafka_outages_are_one_line_and_pages_recover(store, env, monkeypatch, user):
     from urllib.parse import urlsplit
 
     host = urlsplit(env.mongo_uri)
@@ -316,7 +307,7 @@ def test_store_and_kafka_outages_are_one_line_and_pages_recover(store, env, monk
     proxy.start()
     monkeypatch.setenv("MUSICREC_MONGO_URI", f"mongodb://127.0.0.1:{proxy.port}/")
     try:
-        at = app("views/user.py", user=USER)
+        at = app("views/user.py", user=user)
         assert "store ok" in at.caption[0].value and len(at.table) == 1
         proxy.stop()
         run_until(at, lambda a: "store unreachable" in a.caption[0].value, 30, "the store outage")
@@ -367,7 +358,7 @@ WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify", "createIndexes"
                   "dropDatabase", "create", "collMod", "renameCollection", "bulkWrite"}
 
 
-def test_the_dashboard_never_writes_to_the_store(store, env, monkeypatch):
+def test_the_dashboard_never_writes_to_the_store(store, env, monkeypatch, user):
     """Every command the pages and their background snapshots send is recorded: none is a write."""
     from pymongo import monitoring
 
@@ -390,13 +381,13 @@ def test_the_dashboard_never_writes_to_the_store(store, env, monkeypatch):
     monitoring.register(recorder)  # applies to clients created from now on: a new URI makes new ones
     monkeypatch.setenv("MUSICREC_MONGO_URI", f"{env.mongo_uri.rstrip('/')}/?appname=readonly-check")
     try:
-        at = app(user=USER)
+        at = app(user=user)
         for page in ("views/user.py", "views/catalogue.py", "views/model.py", "views/live.py"):
             at.switch_page(page).run()
             assert not at.exception
         at.switch_page("views/catalogue.py").run()
         run_until(at, lambda a: len(a.get("vega_lite_chart")) == 1, 60, "the map")
-        at.text_input(key="track_search").input("Track 1").run()
+        at.text_input(key="track_search").input("a").run()
     finally:
         recorder.active = False  # pymongo cannot unregister a listener; this one stops recording
     assert {"find", "buildInfo"} <= set(recorder.commands)

@@ -1,12 +1,11 @@
-"""Headless Chromium opens the served dashboard and watches a user's recommendations change without a
-reload while the store is being written, as the streaming job does; a screenshot is saved under
-data/screenshots/ (ignored by git).
-
-`advance_recommendations` is the writer: today it replaces the user's document the way the streaming
-job does; with the pipeline in place the lead can run the simulator and the streaming job instead."""
+"""Headless Chromium opens the served dashboard while the activity simulator and the streaming job run
+(both as the user starts them: `python -m simulator`, `./spark-submit.sh jobs/recommend_stream.py`),
+over the store the real pipeline filled (tests/pipeline.py), and watches a user's recommendations change
+without a reload; a screenshot is saved under data/screenshots/ (ignored by git)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import synthetic
 from tests.browser.cdp import Browser
-from tests.test_dashboard_app import dashboard_env, fill_dashboard_store
+from tests.pipeline import env_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-USER = synthetic.user_id(1)
+SIM_USERS = 2   # the simulator's users are user-0 and user-1 (also users of the pipeline's first run)
+USER = "user-0"
 
 
 def free_port() -> int:
@@ -34,33 +33,50 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def browser_settings(settings, tmp_path_factory):
+def browser_settings(pipeline, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboard-browser")
-    return settings.model_copy(update={"mongo_db": f"{settings.mongo_db}_browser", "dashboard_cache_dir": tmp / "cache",
-                                       "audio_dir": tmp / "audio", "dashboard_port": free_port()})
+    return pipeline.settings.model_copy(update={"dashboard_cache_dir": tmp / "cache", "dashboard_port": free_port()})
 
 
 @pytest.fixture(scope="module")
-def filled(browser_settings):
-    from common.store import client
+def filled(pipeline):
+    db = pipeline.db()
+    assert db[pipeline.settings.coll_recommendations].find_one({"_id": USER}), "the pipeline left no list for user-0"
+    return db
 
-    c = client(browser_settings)
-    try:
-        c.admin.command("ping")
-    except Exception as exc:
-        pytest.fail(f"store not reachable at {browser_settings.mongo_uri}: {exc}. Run `make up`.")
-    db = c[browser_settings.mongo_db]
-    written = fill_dashboard_store(browser_settings, db)
-    yield db, written
-    c.drop_database(browser_settings.mongo_db)
-    c.close()
+
+def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(15)
+
+
+@pytest.fixture
+def live_pipeline(browser_settings, filled, tmp_path):
+    """The streaming job and the simulator, running until the test ends."""
+    env = env_for(browser_settings)
+    job = start(["./spark-submit.sh", "jobs/recommend_stream.py", "--timeout", "600"], env, tmp_path / "stream.log")
+    sim = start([sys.executable, "-m", "simulator", "--rate", "4", "--users", str(SIM_USERS), "--duration", "0",
+                 "--seed", "3", "--quiet"], env, tmp_path / "simulator.log")
+    yield job, sim, tmp_path
+    for proc in (sim, job):
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
 def served(browser_settings, filled, tmp_path_factory):
     """`streamlit run dashboard/app.py` on a free port, pointed at the test database."""
     port = browser_settings.dashboard_port
-    env = {**os.environ, **dashboard_env(browser_settings), "PYTHONPATH": str(ROOT)}
+    env = env_for(browser_settings)
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
@@ -90,45 +106,47 @@ def served(browser_settings, filled, tmp_path_factory):
         proc.wait(15)
 
 
-def advance_recommendations(db, settings, written, user: str, batch_id: int, tag: str) -> list[str]:
-    """Replace the user's recommendations with a new list, as the streaming job's upsert does; returns
-    the titles the page should show."""
-    tracks = written[settings.coll_tracks]
-    pick = tracks[batch_id % 7::7][:10]
-    items = [{"track_id": t["_id"], "title": f"{tag} {i + 1}", "artist": t["artist"], "genre_top": t["genre_top"],
-              "score": round(1.0 - i / 20, 3), "reason": f"because you liked {tracks[0]['title']}",
-              "reason_track_id": tracks[0]["_id"]} for i, t in enumerate(pick)]
-    db[settings.coll_recommendations].replace_one({"_id": user}, synthetic.recommendation_doc(user, items, batch_id),
-                                                  upsert=True)
-    return [it["title"] for it in items]
-
-
 def table_text(page) -> str:
     """The text of the recommendations table (st.table renders an HTML table in the DOM)."""
     return page.evaluate("Array.from(document.querySelectorAll('[data-testid=\"stTable\"]'))"
                          ".map(e => e.innerText).join('\\n')") or ""
 
 
-def test_recommendations_change_on_the_open_page_without_a_reload(served, filled, browser_settings):
-    db, written = filled
-    run = uuid.uuid4().hex[:6]
-    first = advance_recommendations(db, browser_settings, written, USER, 10, f"Alpha-{run}")
+def test_recommendations_change_on_the_open_page_without_a_reload(served, filled, browser_settings, live_pipeline):
+    job, sim, logs = live_pipeline
+    coll = filled[browser_settings.coll_recommendations]
+
+    def tail(name: str) -> str:
+        return (logs / name).read_text(errors="replace")[-3000:]
+
     with Browser() as browser:
         page = browser.new_page(f"{served}/user?user={USER}")
-        page.wait_for(lambda p: all(t in table_text(p) for t in first), 90, what="the first list")
+        page.wait_for(lambda p: coll.find_one({"_id": USER})["items"][0]["title"] in table_text(p), 90,
+                      what="the first list")
+        first = coll.find_one({"_id": USER})
         marker = uuid.uuid4().hex
         page.evaluate(f"window.__musicrecMarker = '{marker}'")
         navigations = len(page.navigations())
-        second = advance_recommendations(db, browser_settings, written, USER, 11, f"Beta-{run}")
+        shown_first = table_text(page)
+        # the simulator's events reach the streaming job, which rewrites user-0's document; the open page
+        # follows without a reload
         started = time.monotonic()
-        page.wait_for(lambda p: second[0] in table_text(p), 60, what="the second list")
+        deadline = started + 180
+        while True:
+            assert job.poll() is None, f"the streaming job exited ({job.returncode}): {tail('stream.log')}"
+            assert sim.poll() is None, f"the simulator exited ({sim.returncode}): {tail('simulator.log')}"
+            assert time.monotonic() < deadline, f"the page never showed a new list; job log: {tail('stream.log')}"
+            now = coll.find_one({"_id": USER})
+            shown = table_text(page)
+            if now["batch_id"] != first["batch_id"] and shown and shown != shown_first and \
+                    all(it["title"] in shown for it in now["items"]) and "How the list changed since batch" in page.text():
+                break
+            time.sleep(0.5)
         seconds = time.monotonic() - started
-        shown = table_text(page)
-        assert all(title in shown for title in second) and not any(t.split()[0] in shown for t in first)
-        assert "How the list changed since batch 10: 10 new, 10 dropped" in page.text()
+        assert now["model_version"] == first["model_version"] and now["n_events"] > first["n_events"]
         # the same document: no reload, no navigation (a reload would drop the marker)
         assert page.evaluate("window.__musicrecMarker") == marker
         assert len(page.navigations()) == navigations
         shot = page.screenshot(Path(browser_settings.data_dir) / "screenshots" / "dashboard-user-live.png")
     assert shot.stat().st_size > 10_000
-    print(f"recommendations changed on the open page {seconds:.1f} s after the store write; screenshot {shot}")
+    print(f"the list of {USER} changed on the open page {seconds:.1f} s into the live run; screenshot {shot}")

@@ -109,12 +109,16 @@ class Refresher:
 
 class KeyedRefresher:
     """Like Refresher, for many small values by key (a user's recommendations): one thread keeps every
-    key that a page asked for within `idle_s` fresh, new keys first; keys nobody asks for are dropped,
-    and the thread ends when no key is left (the next `get` starts it again)."""
+    key that a page asked for within `idle_s` fresh; keys nobody asks for are dropped, and the thread
+    ends when no key is left (the next `get` starts it again). A key never read before is read at once on
+    a short-lived thread of its own (at most `first_readers` at a time), so a first view does not wait
+    behind the refreshes of the keys other pages are showing."""
 
     def __init__(self, name: str, load_one: Callable[[Any], Any], interval_s: float, idle_s: float = 30.0,
-                 spacing: float = 3.0):
+                 spacing: float = 3.0, first_readers: int = 2):
         self.name, self._load_one, self.interval_s, self.idle_s, self.spacing = name, load_one, interval_s, idle_s, spacing
+        self.first_readers = first_readers
+        self._loading: set = set()   # keys being read right now (by either kind of thread)
         self._cond = threading.Condition()
         self._values: dict = {}      # key -> (value, loaded_at)
         self._errors: dict = {}      # key -> text of the last error
@@ -129,6 +133,11 @@ class KeyedRefresher:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=f"dashboard-{self.name}", daemon=True)
                 self._thread.start()
+            if (key not in self._values and key not in self._errors and key not in self._loading
+                    and sum(1 for k in self._loading if k not in self._values) < self.first_readers):
+                self._loading.add(key)
+                threading.Thread(target=self._load, args=(key,), name=f"dashboard-{self.name}-first",
+                                 daemon=True).start()
             self._cond.notify_all()
             deadline = time.monotonic() + wait_s
             while key not in self._values and key not in self._errors:
@@ -145,6 +154,7 @@ class KeyedRefresher:
         for gone in set(self._read) - set(fresh):
             for d in (self._read, self._values, self._errors, self._tried, self._took):
                 d.pop(gone, None)
+        fresh = [k for k in fresh if k not in self._loading]
         new = [k for k in fresh if k not in self._values and k not in self._errors]
         if new:
             return new[0]
@@ -163,18 +173,27 @@ class KeyedRefresher:
                 if key is None:
                     self._cond.wait(0.1)
                     continue
-                self._tried[key] = now
-            try:
-                value = self._load_one(key)
-            except Exception as exc:
-                with self._cond:
-                    self._errors[key] = first_line(exc)
-                    self._took[key] = time.monotonic() - now
-                    self._cond.notify_all()
-                continue
+                self._loading.add(key)
+            self._load(key)
+
+    def _load(self, key) -> None:
+        """Read one key and publish the value (or the error) to the waiting pages."""
+        start = time.monotonic()
+        with self._cond:
+            self._tried[key] = start
+        try:
+            value = self._load_one(key)
+        except Exception as exc:
             with self._cond:
-                self._took[key] = time.monotonic() - now
-                if key in self._read:
-                    self._values[key] = (value, time.time())
-                    self._errors.pop(key, None)
+                self._errors[key] = first_line(exc)
+                self._took[key] = time.monotonic() - start
+                self._loading.discard(key)
                 self._cond.notify_all()
+            return
+        with self._cond:
+            self._took[key] = time.monotonic() - start
+            if key in self._read:
+                self._values[key] = (value, time.time())
+                self._errors.pop(key, None)
+            self._loading.discard(key)
+            self._cond.notify_all()

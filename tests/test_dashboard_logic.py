@@ -321,6 +321,24 @@ def test_keyed_refresher_keeps_watched_keys_fresh_and_forgets_the_rest():
     assert r.get("a", wait_s=2).value == ("a", 1)             # and starts again on demand
 
 
+def test_keyed_refresher_first_read_does_not_wait_behind_a_slow_refresh():
+    slow, refreshing = threading.Event(), threading.Event()
+
+    def load(key):
+        if key == "a" and slow.is_set():
+            refreshing.set()
+            time.sleep(1.5)          # a refresh of "a" that takes long (a scan on FerretDB)
+        return key
+
+    r = KeyedRefresher("k", load, interval_s=0.01, idle_s=5)
+    assert r.get("a", wait_s=2).value == "a"
+    slow.set()
+    assert refreshing.wait(2)        # the refresh thread is now inside load("a")
+    started = time.monotonic()
+    assert r.get("b", wait_s=3).value == "b"
+    assert time.monotonic() - started < 0.5   # read beside the refresh, not after it
+
+
 # --- settings --------------------------------------------------------------------------------------------
 def test_settings_are_read_fresh_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSICREC_MONGO_DB", "first_db")

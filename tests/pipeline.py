@@ -8,7 +8,13 @@ what the pipeline writes (the dashboard's AppTest and browser tests).
                                                  -> recommendations, activity, stream_batches, dead letters
 
 `Pipeline.stream(...)` runs the streaming query again from the same checkpoint, so a test can send a
-user's next events and watch what the job writes."""
+user's next events and watch what the job writes.
+
+Only this in-process query writes the pipeline's checkpoint. Restarting it in-process after a
+`spark-submit` run of the job had been stopped (SIGTERM) on the same checkpoint failed in Spark 4.1.1's
+progress reporting (NullPointerException in ProgressContext.extractSourceProgress, "Option.get() is
+null"), although the restarted spark-submit job recovers (tests/test_stream_e2e.py); the browser test
+therefore runs its job on a checkpoint of its own."""
 from __future__ import annotations
 
 import time

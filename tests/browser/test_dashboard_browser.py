@@ -34,8 +34,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def browser_settings(pipeline, tmp_path_factory):
+    """The pipeline's store and topic; a checkpoint of its own (the job replays the topic from the start
+    and rewrites the same documents), so the session's in-process query keeps a checkpoint only it
+    writes (see the note in tests/pipeline.py)."""
     tmp = tmp_path_factory.mktemp("dashboard-browser")
-    return pipeline.settings.model_copy(update={"dashboard_cache_dir": tmp / "cache", "dashboard_port": free_port()})
+    return pipeline.settings.model_copy(update={"dashboard_cache_dir": tmp / "cache", "dashboard_port": free_port(),
+                                                "checkpoint_dir": tmp / "checkpoints"})
 
 
 @pytest.fixture(scope="module")

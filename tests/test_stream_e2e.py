@@ -22,6 +22,7 @@ from jobs import stream_sink as sk
 from simulator.behaviour import SimCatalogue, Simulator
 from simulator.produce import produce_records
 from stack.services import ensure_topics
+from tests.pipeline import env_for
 
 pytestmark = pytest.mark.integration
 
@@ -217,17 +218,6 @@ def test_bad_events_land_in_the_dead_letters_and_the_query_lives(spark, model, m
     assert doc["n_events"] == 1 and track not in [it["track_id"] for it in doc["items"]]
 
 
-def _env(s) -> dict:
-    fields = ("mongo_db", "coll_tracks", "coll_models", "coll_recommendations", "coll_activity", "coll_dead_letters",
-              "coll_batches", "topic_activity", "topic_dead_letters", "checkpoint_dir", "models_dir",
-              "trigger_seconds", "max_offsets_per_trigger", "stream_partitions", "starting_offsets",
-              "mongo_uri", "kafka_bootstrap")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
-    env.update({f"MUSICREC_{f.upper()}": str(getattr(s, f)) for f in fields})
-    env["MUSICREC_SPARK_MASTER"] = "local[2]"
-    return env
-
-
 def _batches(folder) -> set[int]:
     return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.exists() else set()
 
@@ -247,7 +237,7 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model
     cmd = ["./spark-submit.sh", "jobs/recommend_stream.py", "--until-idle", "2", "--timeout", "300"]
     ckpt = killed.checkpoint_dir / rs.QUERY_NAME
     log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(cmd, cwd=base.root, env=_env(killed), start_new_session=True, stdout=log,
+    proc = subprocess.Popen(cmd, cwd=base.root, env=env_for(killed), start_new_session=True, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
@@ -268,7 +258,7 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model
 
     run_until_idle(spark, whole, bundle)       # the uninterrupted run, meanwhile, in this process
 
-    done = subprocess.run(cmd, cwd=base.root, env=_env(killed), capture_output=True, text=True, timeout=400)
+    done = subprocess.run(cmd, cwd=base.root, env=env_for(killed), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "recommend_stream: idle after" in done.stdout
     assert not _batches(ckpt / "offsets") - _batches(ckpt / "commits")     # the batch in flight was replayed

@@ -1,5 +1,6 @@
-"""Store contents in the shapes of common/contracts.py, for the dashboard's tests and benchmark until
-(and besides) the real pipeline fills a database: the project's clustered synthetic catalogue (519
+"""Store contents in the shapes of common/contracts.py, at sizes the demo pipeline does not reach, for
+the dashboard benchmark (100k tracks, 10k users) and the logic tests (the page tests read what the real
+pipeline writes, tests/pipeline.py): the project's clustered synthetic catalogue (519
 features, benchmarks/synthetic.py), model versions with the pointer document, neighbours, per-user
 recommendations, an activity feed and micro-batch progress. `fill(db, settings, ...)` writes them
 (inserts into empty collections)."""

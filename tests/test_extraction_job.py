@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -19,10 +18,6 @@ from conf import Settings
 from feature_extraction import corpus, job, layout
 from feature_extraction.features import FEATURE_VERSION, feature_names
 from tests import paths
-
-# the executors' Python workers must be this interpreter (spark-submit.sh does the same); set before the
-# session-scoped SparkSession exists, i.e. at collection time
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 FMA_CLIP = paths.FMA_CLIP
 ROOT = Path(__file__).resolve().parent.parent

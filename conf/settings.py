@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     extract_partitions: int = Field(0, description="partitions of the file list (0: auto, at least 2 x default "
                                     "parallelism, at most extract_files_per_task files each)")
     extract_files_per_task: int = Field(16, description="files per extraction task when extract_partitions is 0")
+    extract_timeout_s: float = Field(120.0, description="time limit per file (decode + features); a file over "
+                                     "it is recorded as `timeout` and the task goes on")
+    extract_isolation: bool = Field(True, description="extract each file in a child process of the Python "
+                                    "worker, so a native crash or a hang costs that file only")
+    numba_cache_dir: Path = Field(ROOT / ".cache" / "numba", description="numba's cache of librosa's compiled "
+                                  "kernels (see feature_extraction/numba_cache.py)")
 
     # --- model ---------------------------------------------------------------------------------------
     lsh_bucket_length: float = Field(4.0, description="BucketedRandomProjectionLSH bucketLength")

@@ -10,4 +10,9 @@
 - job.py        the Spark batch job: run(spark, settings, ...) and its __main__
 - corpus.py     the demo corpus builder (Debian game soundtracks laid out like FMA)
 - fma_csv.py    writers of FMA's metadata files in their real layouts
+- numba_cache.py  librosa's numba kernels cached safely by concurrent processes (installed here, before
+                any librosa import)
 """
+from feature_extraction import numba_cache as _numba_cache
+
+_numba_cache.install()

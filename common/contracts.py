@@ -7,7 +7,7 @@ tracks (one per FMA track, `_id` = track_id; written by feature_extraction, read
     cut from: demo corpus only), path: str (audio path relative to the audio root),
     features: list[float] (fixed, named order: feature_extraction.features.feature_names()),
     feature_version: str, extracted_at: datetime
-extraction_errors (`_id` = path): path, track_id, reason, feature_version, at
+extraction_errors (`_id` = path): path, track_id, reason, signal (crashed only), feature_version, at
 models (`_id` = version; plus one pointer doc `_id` = "current" with `version`):
     version, created_at, path, feature_version, catalogue_size, params: {...}, metrics: {...},
     tuning: {...}

@@ -4,13 +4,16 @@
     python -m feature_extraction.job ...          (same, with a local SparkSession from conf/)
 
 Steps: list the audio files on the driver; read (_id, feature_version) of the stored tracks and skip
-the files whose features are current; spread the rest over partitions of a few files each; join the
-metadata to the file list (a broadcast hash join: no shuffle, the partitions stay); then one
-`mapInPandas` on the executors decodes, extracts and writes: one reused Python worker handles many
-files, warms librosa up once, and writes each track (keyed by _id; the stale versions being replaced
-are deleted in one query first, see worker.make_task) or its error (keyed by path) with pymongo bulk
-writes. The only action collects one small status row per file,
-so the extraction runs once. A progress bar on the driver follows an accumulator of files done.
+the files whose features are current, and the files that crashed an extracting process before (known
+bad, until --force); spread the rest over partitions of a few files each; join the metadata to the file
+list (a broadcast hash join: no shuffle, the partitions stay); then one `mapInPandas` on the executors
+decodes, extracts and writes: one reused Python worker handles many files, warms librosa up once, forks
+an extracting child per task (a crash or a hang costs one file, recorded as `crashed` or `timeout`),
+and upserts each track by _id or its error by path with pymongo bulk writes. Nothing is deleted before
+its new version is written, so a run that fails or is killed leaves every track it had not rewritten
+in its previous version, and the next run redoes exactly those. The only action collects one small
+status row per file, so the extraction runs once. A progress bar on the driver follows an accumulator
+of files done.
 
 The audio folder must be readable at the same path on every executor (local disk for `local[*]`, a
 shared mount on a cluster).
@@ -29,6 +32,7 @@ from pathlib import Path
 from conf import Settings, get_settings
 from feature_extraction import audio, layout, metadata
 from feature_extraction.features import ExtractorConfig, feature_version
+from feature_extraction.isolation import CRASHED
 
 STATUS_SCHEMA = ("track_id long, path string, status string, reason string, has_metadata boolean, "
                  "audio_seconds double, decode_s double, extract_s double, warm_s double, worker string, "
@@ -37,6 +41,9 @@ META_SCHEMA = ("track_id long, title string, artist string, album string, album_
                "genre_top string, genre_ids array<long>, genres array<string>, tags array<string>, "
                "listens long, date_created string, duration double, license string, recording string, "
                "has_metadata boolean")
+
+
+BAD_METADATA = "bad_metadata"
 
 
 class JobError(RuntimeError):
@@ -70,22 +77,35 @@ def plan_partitions(n_files: int, parallelism: int, settings: Settings) -> int:
     return max(1, min(n_files, max(2 * parallelism, math.ceil(n_files / per_task))))
 
 
-def select(files: list[layout.AudioFile], versions: dict[int, str], version: str, force: bool = False):
-    """Split the listing into (to extract, skipped as current, unusable names). Pure."""
-    todo, current, unusable = [], [], []
+def known_bad(settings: Settings) -> set[str]:
+    """Paths of the files that crashed an extracting process in an earlier run (reason `crashed`)."""
+    from common.store import database
+
+    coll = database(settings)[settings.coll_errors]
+    return {doc["_id"] for doc in coll.find({"reason": {"$regex": f"^{CRASHED}:"}}, {"_id": 1})}
+
+
+def select(files: list[layout.AudioFile], versions: dict[int, str], version: str, force: bool = False,
+           bad: set[str] = frozenset()):
+    """Split the listing into (to extract, skipped as current, unusable names, skipped as known bad).
+    Pure."""
+    todo, current, unusable, skipped_bad = [], [], [], []
     for f in files:
         if f.track_id is None or f.duplicate_of is not None:
             unusable.append(f)
         elif not force and versions.get(f.track_id) == version:
             current.append(f)
+        elif not force and f.path in bad:
+            skipped_bad.append(f)
         else:
             todo.append(f)
-    return todo, current, unusable
+    return todo, current, unusable, skipped_bad
 
 
 def _unusable_reason(f: layout.AudioFile) -> str:
     if f.track_id is None:
-        return f"{audio.BAD_NAME}: the file name is not an FMA track id (expected NNNNNN.ext)"
+        return (f"{audio.BAD_NAME}: the file name is not an FMA track id (expected NNNNNN.ext, "
+                f"at most {layout.MAX_TRACK_ID})")
     return f"{audio.DUPLICATE}: track {f.track_id} is already read from {f.duplicate_of}"
 
 
@@ -105,14 +125,27 @@ def _write_unusable(settings: Settings, files: list[layout.AudioFile], version: 
     database(settings)[settings.coll_errors].bulk_write(ops, ordered=False)
 
 
-def _delete_tracks(settings: Settings, track_ids: list[int], chunk: int = 5000) -> None:
-    if not track_ids:
-        return
-    from common.store import database
+def metadata_failures(meta) -> list[dict]:
+    """The metadata rows the loader skipped, as failures keyed `<file>: line N` / `<file>: track_id X`."""
+    name = Path(meta.attrs.get("source") or "metadata").name
+    return [{"path": f"{name}: {row.split(':', 1)[0]}", "reason": f"{BAD_METADATA}: {row}"}
+            for row in meta.attrs.get("bad_rows", [])]
 
-    coll = database(settings)[settings.coll_tracks]
-    for i in range(0, len(track_ids), chunk):
-        coll.delete_many({"_id": {"$in": track_ids[i:i + chunk]}})
+
+def _write_metadata_failures(settings: Settings, failures: list[dict], version: str) -> None:
+    if not failures:
+        return
+    from datetime import datetime, timezone
+
+    from pymongo import ReplaceOne
+
+    from common.store import database
+    from feature_extraction.worker import error_document
+
+    at = datetime.now(timezone.utc)
+    ops = [ReplaceOne({"_id": f["path"]}, error_document(f["path"], None, f["reason"], version, at), upsert=True)
+           for f in failures]
+    database(settings)[settings.coll_errors].bulk_write(ops, ordered=False)
 
 
 def metadata_frame(spark, meta, track_ids: list[int]):
@@ -186,9 +219,10 @@ def preflight(settings: Settings, audio_dir=None, metadata_dir=None) -> None:
 
 
 def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int | None = None,
-        force: bool = False, progress: bool = True) -> dict:
+        force: bool = False, progress: bool = True, extract=None) -> dict:
     """Extract features of every file under `audio_dir` whose stored version is not current, and
-    upsert the tracks with their metadata. Returns the summary (counts, timings, errors)."""
+    upsert the tracks with their metadata. Returns the summary (counts, timings, errors). `extract`
+    replaces worker.extract_file (the per-file function; a test hook)."""
     started = time.perf_counter()
     audio_root = Path(audio_dir or settings.audio_dir).resolve()
     meta_dir = Path(metadata_dir or settings.metadata_dir)
@@ -210,12 +244,10 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
     check_store(settings)
 
     versions = current_versions(settings)
-    todo, current, unusable = select(files, versions, version, force)
+    todo, current, unusable, skipped_bad = select(files, versions, version, force, known_bad(settings))
     _write_unusable(settings, unusable, version)
-    # the documents about to be rewritten go first, in one query (see worker.make_task for why not
-    # per-track upserts); should the job stop half way, the next run finds them missing and redoes them
-    stale = [f.track_id for f in todo if f.track_id in versions]
-    _delete_tracks(settings, stale)
+    meta_failures = metadata_failures(meta)
+    _write_metadata_failures(settings, meta_failures, version)
 
     statuses = []
     n_parts, spark_s = 0, 0.0
@@ -223,7 +255,9 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
         from pyspark.sql import functions as F
 
         sc = spark.sparkContext
-        from feature_extraction.worker import make_task
+        from feature_extraction.worker import extract_file, make_task
+
+        extract = extract or extract_file
 
         n_parts = plan_partitions(len(todo), sc.defaultParallelism, settings)
         done_acc, failed_acc = sc.accumulator(0), sc.accumulator(0)
@@ -234,9 +268,7 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
         meta_df = metadata_frame(spark, meta, [f.track_id for f in todo])
         joined = paths.join(F.broadcast(meta_df), on="track_id", how="left")
         written = joined.mapInPandas(
-            make_task(str(audio_root), cfg, settings.min_seconds, settings.mongo_uri_with_secret,
-                      settings.mongo_db, settings.coll_tracks, settings.coll_errors, version, done_acc,
-                      failed_acc), STATUS_SCHEMA)
+            make_task(str(audio_root), cfg, settings, version, done_acc, failed_acc, extract), STATUS_SCHEMA)
         sc.setJobDescription(f"extract features of {len(todo)} files ({n_parts} tasks)")
         spark_started = time.perf_counter()
         with Progress(len(todo), done_acc, failed_acc, enabled=progress):
@@ -247,6 +279,12 @@ def run(spark, settings: Settings, audio_dir=None, metadata_dir=None, limit: int
     summary = summarise(statuses, files, current, unusable, version, time.perf_counter() - started, n_parts,
                         str(audio_root), meta.attrs.get("source"))
     summary["spark_s"] = spark_s
+    summary["failures"] += meta_failures
+    summary["failed"] += len(meta_failures)
+    if meta_failures:
+        summary["failure_reasons"][BAD_METADATA] = len(meta_failures)
+    summary["skipped_known_bad"] = len(skipped_bad)
+    summary["known_bad"] = [f.path for f in skipped_bad]
     return summary
 
 
@@ -287,7 +325,10 @@ def summarise(statuses: list[dict], files, current, unusable, version: str, seco
 
 def summary_line(s: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["failure_reasons"].items()))
-    line = (f"extracted {s['extracted']}, skipped {s['skipped_current']} as current, failed {s['failed']}"
+    bad = s.get("skipped_known_bad", 0)
+    line = (f"extracted {s['extracted']}, skipped {s['skipped_current']} as current"
+            f"{f' and {bad} as known bad (crashed before; --force retries them)' if bad else ''}, "
+            f"failed {s['failed']}"
             f"{f' ({reasons})' if reasons else ''}; {s['without_metadata']} without metadata; "
             f"{s['seconds']:.1f} s")
     if s["extracted"]:
@@ -306,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata-dir", help="folder with tracks.csv or raw_tracks.csv and genres.csv "
                                                "(default: settings metadata_dir)")
     parser.add_argument("--limit", type=int, help="only the first N files (by path)")
-    parser.add_argument("--force", action="store_true", help="re-extract tracks whose features are current")
+    parser.add_argument("--force", action="store_true", help="re-extract tracks whose features are current "
+                                                             "and files that crashed an extracting process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--show-failures", type=int, default=10, help="failures listed in the output")
     args = parser.parse_args(argv)

@@ -20,10 +20,17 @@ def audio_path(root: str | Path, track_id: int, ext: str = ".mp3") -> Path:
     return Path(root) / name[:3] / f"{name}{ext}"
 
 
+MAX_TRACK_ID = 2**63 - 1  # a track id is a 64-bit integer (a Spark long, a BSON int64)
+
+
 def track_id_from_name(name: str) -> int | None:
-    """The track id of an FMA file name ('000002.mp3' -> 2), or None when the stem is not a number."""
+    """The track id of an FMA file name ('000002.mp3' -> 2), or None when the stem is not a number or
+    does not fit in 64 bits (a name of 20 digits)."""
     stem = os.path.splitext(os.path.basename(name))[0]
-    return int(stem) if stem.isascii() and stem.isdigit() else None
+    if not (stem.isascii() and stem.isdigit()):
+        return None
+    tid = int(stem)
+    return tid if tid <= MAX_TRACK_ID else None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Both give one row per track id with the fields of the `tracks` documents (common
 title, artist, album, album_type, genre_top, genre_ids, genres (titles), tags, listens, date_created
 (ISO text), duration (s), license, recording. They are tolerant of what real FMA files contain: missing
 values, HTML entities and line breaks in titles, list columns written as Python literals, mm:ss
-durations, US-style dates. A file that is not FMA-shaped raises MetadataError with what was expected
-and what was found.
+durations, US-style dates, rows with too many fields (skipped, each listed in `df.attrs["bad_rows"]`
+with its line and reason, as are rows whose track id is not an integer of 64 bits), text cells of any
+length (cut to MAX_TEXT characters). A file that is not FMA-shaped raises MetadataError with what was
+expected and what was found.
 
 `recording` is musicrec's own ground truth for the demo corpus (the source recording a clip was cut
 from), carried in the track's `information` text as `musicrec-recording: <id>`; FMA tracks have None.
@@ -16,6 +18,7 @@ import ast
 import html
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +29,9 @@ RECORDING_MARK = "musicrec-recording:"
 _RECORDING_RE = re.compile(re.escape(RECORDING_MARK) + r"\s*([^\s;<]+)")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACE_RE = re.compile(r"\s+")
+_SKIPPED_RE = re.compile(r"Skipping line (\d+): (.*)")
+MAX_TEXT = 1000  # characters kept of a text cell (title, artist, album...)
+MAX_ID = 2**63   # track ids are 64-bit integers (below this)
 
 
 class MetadataError(ValueError):
@@ -53,6 +59,8 @@ def clean_text(value) -> str | None:
     text = html.unescape(str(value))
     text = _CONTROL_RE.sub("", text)
     text = _SPACE_RE.sub(" ", text).strip()
+    if len(text) > MAX_TEXT:
+        text = text[: MAX_TEXT - 1] + "…"
     return text or None
 
 
@@ -201,16 +209,29 @@ def genre_top(ids: list[int], genres: pd.DataFrame | None) -> str | None:
 # --- tracks -------------------------------------------------------------------------------------------
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """read_csv that skips rows with too many fields; their "line N: reason" in attrs["bad_rows"]."""
     try:
-        return pd.read_csv(path, low_memory=False, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(path, low_memory=False, on_bad_lines="warn", **kwargs)
     except Exception as exc:
         raise MetadataError(f"{path}: cannot read as CSV ({type(exc).__name__}: {exc})") from None
+    bad = []
+    for w in caught:
+        if issubclass(w.category, pd.errors.ParserWarning):
+            bad += [f"line {m.group(1)}: {m.group(2).strip()}" for m in _SKIPPED_RE.finditer(str(w.message))]
+    df.attrs["bad_rows"] = bad
+    return df
 
 
 def _track_index(index: pd.Index) -> tuple[pd.Index, pd.Series]:
     ids = pd.to_numeric(pd.Series(index), errors="coerce")
-    keep = ids.notna() & (ids >= 0) & (ids == ids.round())
+    keep = ids.notna() & (ids >= 0) & (ids < MAX_ID) & (ids == ids.round())
     return ids, keep
+
+
+def _bad_ids(values, keep: pd.Series) -> list[str]:
+    return [f"track_id {str(v)[:40]!r}: not an integer of 64 bits" for v in pd.Series(values)[~keep.to_numpy()]]
 
 
 def _frame(ids, fields: dict) -> pd.DataFrame:
@@ -231,6 +252,7 @@ def load_tracks_csv(path: str | Path, genres: pd.DataFrame | None = None) -> pd.
             f"then field names such as track,title, then 'track_id,,,') and a ('track', 'title') column; "
             f"found top-level headers {found}")
     ids, keep = _track_index(raw.index)
+    bad_rows = raw.attrs.get("bad_rows", []) + _bad_ids(raw.index, keep)
     raw = raw[keep.to_numpy()]
     ids = ids[keep].astype("int64").to_numpy()
     n = len(raw)
@@ -259,7 +281,7 @@ def load_tracks_csv(path: str | Path, genres: pd.DataFrame | None = None) -> pd.
         "license": [clean_text(v) for v in col("track", "license")],
         "recording": [parse_recording(v) for v in col("track", "information")],
     })
-    df.attrs.update(source=str(path), dropped=int((~keep).sum()))
+    df.attrs.update(source=str(path), dropped=int((~keep).sum()), bad_rows=bad_rows)
     return df
 
 
@@ -273,6 +295,7 @@ def load_raw_tracks_csv(path: str | Path, genres: pd.DataFrame | None = None,
                             f"track_title, artist_name, album_title, track_genres, ...; found "
                             f"{','.join(map(str, raw.columns[:8]))}")
     ids, keep = _track_index(raw["track_id"])
+    bad_rows = raw.attrs.get("bad_rows", []) + _bad_ids(raw["track_id"], keep)
     raw = raw[keep.to_numpy()]
     ids = ids[keep].astype("int64").to_numpy()
     n = len(raw)
@@ -307,7 +330,7 @@ def load_raw_tracks_csv(path: str | Path, genres: pd.DataFrame | None = None,
         "license": [clean_text(v) for v in col("license_title")],
         "recording": [parse_recording(v) for v in col("track_information")],
     })
-    df.attrs.update(source=str(path), dropped=int((~keep).sum()))
+    df.attrs.update(source=str(path), dropped=int((~keep).sum()), bad_rows=bad_rows)
     return df
 
 

@@ -2,8 +2,9 @@
 
 `make_task` returns the job's one `mapInPandas` function: its rows are the task's files already joined
 with their metadata; it extracts each file and writes the track (or error) documents. One Python
-worker per task does both, so a task never holds two Python processes and the warm state is never
-split between them. State that is costly to build lives at module level, so a reused Python worker
+worker per task does both; it warms up, then forks one extracting child (isolation.py) that inherits
+the warm state and extracts the task's files one by one, so a file that crashes or hangs the child costs
+that file only. State that is costly to build lives at module level, so a reused Python worker
 (Spark's default, `spark.python.worker.reuse=true`) pays it once: librosa's import, filter banks, CQT
 bases and numba kernels (`ensure_warm`), and the MongoDB client (`_client`).
 """
@@ -13,6 +14,7 @@ import os
 import socket
 import time
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from feature_extraction.metadata import COLUMNS as META_COLUMNS
 _STATE: dict = {"config": None, "warmups": 0}
 _CLIENTS: dict = {}
 LIST_FIELDS = ("genre_ids", "genres", "tags")
-WRITE_BATCH = 200
+WRITE_BATCH = 200  # documents per flush to the store
 
 
 def worker_id() -> str:
@@ -119,81 +121,95 @@ def track_document(row: dict, version: str, at: datetime) -> dict:
     return doc
 
 
-def error_document(path: str, track_id, reason: str, version: str, at: datetime) -> dict:
+def error_document(path: str, track_id, reason: str, version: str, at: datetime, sig: str | None = None) -> dict:
+    """The `extraction_errors` document of a file, keyed by its path; `signal` is set for `crashed`."""
     return {"_id": path, "path": path, "track_id": None if track_id is None else int(track_id),
-            "reason": reason, "feature_version": version, "at": at}
-
-
-def insert_tracks(collection, docs: list[dict]) -> None:
-    """insert_many; a track that is there already (a retried task, a concurrent run) is replaced by
-    delete + insert of just those ids, so the result is the same as an upsert by _id."""
-    from pymongo.errors import BulkWriteError
-
-    if not docs:
-        return
-    try:
-        collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != 11000 for e in errors):
-            raise
-        dup = {docs[e["index"]]["_id"] for e in errors}
-        collection.delete_many({"_id": {"$in": sorted(dup)}})
-        collection.insert_many([d for d in docs if d["_id"] in dup], ordered=False)
+            "reason": reason, "signal": sig, "feature_version": version, "at": at}
 
 
 STATUS_COLUMNS = ["track_id", "path", "status", "reason", "has_metadata", "audio_seconds", "decode_s",
                   "extract_s", "warm_s", "worker", "warmups"]
 
 
-def make_task(audio_root: str, cfg: features.ExtractorConfig, min_seconds: float, uri: str, db: str,
-              coll_tracks: str, coll_errors: str, version: str, files_done=None, files_failed=None):
+def failure_reason(outcome) -> tuple[str, str | None]:
+    """(reason, signal) of an isolated call that did not return: `crashed: ...` or `timeout: ...`."""
+    return f"{outcome.status}: {outcome.detail}", outcome.signal
+
+
+def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version: str, files_done=None,
+              files_failed=None, extract: Callable = extract_file):
     """mapInPandas function: rows (track_id, path, metadata columns, has_metadata) -> one status row per
     file (STATUS_COLUMNS), after writing the track document, or the file's error document.
 
-    Tracks go in with insert_many: the job has already removed the stored documents it rewrites (see
-    job.run), and insert_tracks turns any leftover duplicate into a replacement, so a rerun or a retried
-    task writes the same documents. Why not ReplaceOne(upsert=True) per track: on FerretDB 1.24 a lookup
-    by an integer _id is a full collection scan (string _ids use the index), so per-track upserts cost
-    O(catalogue) each; errors are keyed by path (a string) and use ReplaceOne/DeleteOne."""
+    Each file is extracted behind a crash and time boundary (isolation.Isolated, unless
+    settings.extract_isolation is off): a file that kills the extracting process or runs past
+    settings.extract_timeout_s is recorded as `crashed` (with its signal) or `timeout`, and the task goes
+    on with the next file. Tracks are upserted by _id (common.store.upsert_documents): a re-extracted
+    track keeps its previous version until the new one is written, and a rerun or a retried task writes
+    the same documents. Errors are keyed by path. `extract` is the per-file function (a test swaps in
+    one that crashes or hangs)."""
     from pymongo import DeleteOne, ReplaceOne
 
+    from common.store import upsert_documents
+    from feature_extraction.isolation import OK, Isolated
+
+    min_seconds, timeout_s = settings.min_seconds, settings.extract_timeout_s
+    uri, db = settings.mongo_uri_with_secret, settings.mongo_db
+
     def flush(database, track_docs, error_ops):
-        insert_tracks(database[coll_tracks], track_docs)
+        upsert_documents(database[settings.coll_tracks], track_docs, settings)
         if error_ops:
-            database[coll_errors].bulk_write(error_ops, ordered=False)
+            database[settings.coll_errors].bulk_write(error_ops, ordered=False)
+
+    def one_file(isolated, path: str) -> dict:
+        if isolated is None:
+            return extract(path, cfg, min_seconds)
+        outcome = isolated.call(path, cfg, min_seconds)
+        if outcome.status == OK:
+            return outcome.value
+        reason, sig = failure_reason(outcome)
+        return {"features": None, "error": reason, "signal": sig, "audio_seconds": None,
+                "decode_s": outcome.seconds, "extract_s": None}
 
     def run(batches):
         warm_s = ensure_warm(cfg)
         wid = worker_id()
         database = _client(uri)[db]
-        for pdf in batches:
-            status, track_docs, error_ops = [], [], []
-            for row in pdf.to_dict("records"):
-                result = extract_file(os.path.join(audio_root, row["path"]), cfg, min_seconds)
-                at = datetime.now(timezone.utc)
-                if result["error"] is None:
-                    row["features"] = result["features"]
-                    track_docs.append(track_document(row, version, at))
-                    error_ops.append(DeleteOne({"_id": row["path"]}))
-                else:
-                    error_ops.append(ReplaceOne({"_id": row["path"]}, error_document(
-                        row["path"], row["track_id"], result["error"], version, at), upsert=True))
-                status.append({
-                    "track_id": int(row["track_id"]), "path": row["path"],
-                    "status": "failed" if result["error"] else "extracted", "reason": result["error"],
-                    "has_metadata": isinstance(row.get("has_metadata"), (bool, np.bool_)) and bool(row["has_metadata"]), "audio_seconds": result["audio_seconds"],
-                    "decode_s": result["decode_s"], "extract_s": result["extract_s"], "warm_s": warm_s,
-                    "worker": wid, "warmups": warmup_count()})
-                warm_s = 0.0  # reported once, with the first file after the warm-up
-                if files_done is not None:
-                    files_done.add(1)
-                if files_failed is not None and result["error"]:
-                    files_failed.add(1)
-                if len(track_docs) + len(error_ops) >= WRITE_BATCH:
-                    flush(database, track_docs, error_ops)
-                    track_docs, error_ops = [], []
-            flush(database, track_docs, error_ops)
-            yield pd.DataFrame(status, columns=STATUS_COLUMNS)
+        # forked after the warm-up, so the extracting process starts warm
+        isolated = Isolated(extract, timeout_s) if settings.extract_isolation else None
+        try:
+            for pdf in batches:
+                status, track_docs, error_ops = [], [], []
+                for row in pdf.to_dict("records"):
+                    result = one_file(isolated, os.path.join(audio_root, row["path"]))
+                    at = datetime.now(timezone.utc)
+                    if result["error"] is None:
+                        row["features"] = result["features"]
+                        track_docs.append(track_document(row, version, at))
+                        error_ops.append(DeleteOne({"_id": row["path"]}))
+                    else:
+                        error_ops.append(ReplaceOne({"_id": row["path"]}, error_document(
+                            row["path"], row["track_id"], result["error"], version, at, result.get("signal")),
+                            upsert=True))
+                    status.append({
+                        "track_id": int(row["track_id"]), "path": row["path"],
+                        "status": "failed" if result["error"] else "extracted", "reason": result["error"],
+                        "has_metadata": isinstance(row.get("has_metadata"), (bool, np.bool_))
+                        and bool(row["has_metadata"]), "audio_seconds": result["audio_seconds"],
+                        "decode_s": result["decode_s"], "extract_s": result["extract_s"], "warm_s": warm_s,
+                        "worker": wid, "warmups": warmup_count()})
+                    warm_s = 0.0  # reported once, with the first file after the warm-up
+                    if files_done is not None:
+                        files_done.add(1)
+                    if files_failed is not None and result["error"]:
+                        files_failed.add(1)
+                    if len(track_docs) + len(error_ops) >= WRITE_BATCH:
+                        flush(database, track_docs, error_ops)
+                        track_docs, error_ops = [], []
+                flush(database, track_docs, error_ops)
+                yield pd.DataFrame(status, columns=STATUS_COLUMNS)
+        finally:
+            if isolated is not None:
+                isolated.close()
 
     return run

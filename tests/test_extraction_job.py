@@ -184,14 +184,3 @@ def test_spark_submit_runs_the_job(first, job_settings, folder):
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("extracted 0, skipped ") and "failed 3 (" in last, proc.stdout
-
-
-def test_insert_tracks_replaces_leftovers(mongo):
-    from feature_extraction.worker import insert_tracks
-
-    coll = mongo["fe_test_insert"]
-    insert_tracks(coll, [{"_id": 1, "v": "old"}, {"_id": 2, "v": "old"}])
-    insert_tracks(coll, [{"_id": 2, "v": "new"}, {"_id": 3, "v": "new"}])  # 2 is a leftover: replaced
-    assert {d["_id"]: d["v"] for d in coll.find()} == {1: "old", 2: "new", 3: "new"}
-    insert_tracks(coll, [])
-    assert coll.count_documents({}) == 3

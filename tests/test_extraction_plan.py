@@ -29,11 +29,29 @@ def test_listing_follows_the_fma_layout(tmp_path):
 def test_select_skips_current_versions_only():
     files = [AudioFile("000/000001.mp3", 1), AudioFile("000/000002.mp3", 2), AudioFile("000/000003.mp3", 3),
              AudioFile("000/x.mp3", None), AudioFile("001/000001.wav", 1, duplicate_of="000/000001.mp3")]
-    todo, current, unusable = job.select(files, {1: "v2", 2: "v1"}, "v2")
+    todo, current, unusable, bad = job.select(files, {1: "v2", 2: "v1"}, "v2")
     assert [f.track_id for f in todo] == [2, 3] and [f.track_id for f in current] == [1]
-    assert [f.path for f in unusable] == ["000/x.mp3", "001/000001.wav"]
-    todo, current, _ = job.select(files, {1: "v2", 2: "v1"}, "v2", force=True)
+    assert [f.path for f in unusable] == ["000/x.mp3", "001/000001.wav"] and bad == []
+    todo, current, _, _ = job.select(files, {1: "v2", 2: "v1"}, "v2", force=True)
     assert [f.track_id for f in todo] == [1, 2, 3] and current == []
+
+
+def test_select_skips_files_that_crashed_before_until_force():
+    files = [AudioFile("000/000001.mp3", 1), AudioFile("000/000002.mp3", 2), AudioFile("000/000003.mp3", 3)]
+    crashed = {"000/000002.mp3"}
+    todo, current, _, bad = job.select(files, {3: "v2"}, "v2", bad=crashed)
+    assert [f.track_id for f in todo] == [1] and [f.path for f in bad] == ["000/000002.mp3"]
+    assert [f.track_id for f in current] == [3]
+    todo, _, _, bad = job.select(files, {3: "v2"}, "v2", force=True, bad=crashed)
+    assert [f.track_id for f in todo] == [1, 2, 3] and bad == []
+
+
+def test_a_track_id_must_fit_in_64_bits():
+    assert layout.track_id_from_name("000/000002.mp3") == 2
+    assert layout.track_id_from_name("9223372036854775807.mp3") == 2**63 - 1
+    assert layout.track_id_from_name("12345678901234567890.mp3") is None  # 20 digits
+    assert layout.track_id_from_name("00000000000000000002.mp3") == 2     # 20 digits, small value
+    assert layout.track_id_from_name("٣.mp3") is None                     # a digit, not ASCII
 
 
 @pytest.mark.parametrize("files, parallelism, fixed, expected", [

@@ -8,8 +8,11 @@ interleaved order so machine noise hits all of them alike, the best of `--repeat
   - decode floor: read + mix to mono + resample to 22050 Hz (feature_extraction.audio.decode, the
     decoder the job uses; librosa.load is shown for reference),
   - full: the floor plus the whole feature vector (518 FMA values + tempo),
-  - FMA's features.py with plain librosa calls (tuning estimated for chroma_stft, as FMA did), for scale.
-The table reports medians over clips, the ratio full / floor (target <= 2.5) and the per-stage costs.
+  - FMA's features.py with plain librosa calls (tuning estimated for chroma_stft, as FMA did), for scale,
+  - the crash boundary: the job's per-file call (worker.extract_file: decode + features) made directly
+    and through isolation.Isolated (a forked child, one pipe round trip per file), as the job does.
+The table reports medians over clips, the ratio full / floor (target <= 2.5), the per-stage costs and
+the crash boundary's overhead per file.
 
 Part 2, the Spark job end to end (list, skip check, extract, join, upsert) on `--spark-files` clips into
 a throwaway database, with local[1] then local[2]; each session first runs a small warm-up job so the
@@ -78,7 +81,13 @@ def per_clip(paths: list[Path], repeats: int, cfg: features.ExtractorConfig, wit
     threadpool_limits(1)
     features.warm_up(cfg)
     fma_plain_librosa(audio.decode(paths[0], cfg.sample_rate, cfg.clip_seconds), cfg.sample_rate)  # warm
-    rows = {"floor": [], "librosa_load": [], "full": [], "features": [], "plain": []}
+    from feature_extraction.isolation import Isolated
+    from feature_extraction.worker import extract_file
+
+    isolated = Isolated(extract_file, timeout_s=600)  # forked now, warm, as in a Spark task
+    isolated.call(str(paths[0]), cfg, 0.0)
+    rows = {"floor": [], "librosa_load": [], "full": [], "features": [], "plain": [], "direct": [],
+            "isolated": []}
     stages: dict[str, list[float]] = {}
     for path in paths:
         sr, secs = cfg.sample_rate, cfg.clip_seconds
@@ -98,6 +107,9 @@ def per_clip(paths: list[Path], repeats: int, cfg: features.ExtractorConfig, wit
             stages.setdefault(k, []).append(v)
         if with_plain:
             rows["plain"].append(best_of(lambda: fma_plain_librosa(y, sr), 1))
+        rows["direct"].append(best_of(lambda: extract_file(str(path), cfg, 0.0), repeats))
+        rows["isolated"].append(best_of(lambda: isolated.call(str(path), cfg, 0.0), repeats))
+    isolated.close()
     return {"rows": rows, "stages": stages}
 
 
@@ -169,6 +181,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     settings = get_settings()
+    print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     audio_dir = Path(args.audio_dir or settings.audio_dir)
     if not audio_dir.is_dir() or not layout.list_audio_files(audio_dir):
         print(f"bench_features: no clips in {audio_dir}; build them with "
@@ -195,6 +208,10 @@ def main(argv=None) -> int:
         print(f"{'FMA features.py, plain librosa (+ decode)':<48}{plain:>10.1f}{plain / floor:>10.2f}")
     print(f"ratio full / floor per clip: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
           f"(target <= 2.5)")
+    overhead = [b - a for a, b in zip(r["direct"], r["isolated"])]
+    print(f"crash boundary (worker.extract_file per file): direct {ms(r['direct']):.1f} ms, through a forked "
+          f"child {ms(r['isolated']):.1f} ms: +{ms(overhead):.2f} ms per file (median over clips), "
+          f"{statistics.median(b / a for a, b in zip(r['direct'], r['isolated'])):.3f} x")
     print(f"\n{'stage of the feature set':<36}{'ms/clip':>10}{'share':>8}")
     total = sum(ms(v) for v in res["stages"].values())
     for name, values in sorted(res["stages"].items(), key=lambda kv: -ms(kv[1])):

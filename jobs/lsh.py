@@ -172,20 +172,33 @@ class BandedIndex:
             mask[rows, self.order[band][starts + np.arange(total)]] = True
         return mask
 
+    def arrays(self) -> dict:
+        """What `from_arrays` needs besides the vectors and ids: ship these, nothing is re-hashed."""
+        return {"projections": self.projections, "bucket_length": np.array(self.bucket_length),
+                "band_size": np.array(self.band_size), "sorted_keys": self.sorted_keys, "order": self.order}
+
+    @classmethod
+    def from_arrays(cls, vectors: np.ndarray, ids: np.ndarray, arrays: dict) -> "BandedIndex":
+        return cls(np.asarray(arrays["projections"], dtype=np.float64), float(arrays["bucket_length"]),
+                   int(arrays["band_size"]), np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids),
+                   np.ascontiguousarray(arrays["sorted_keys"]), np.ascontiguousarray(arrays["order"]))
+
     def query(self, queries: np.ndarray, k: int, exclude: list | None = None,
-              cells: int = 20_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              cells: int = 20_000_000, positions: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k catalogue items per query by exact Euclidean distance among its LSH candidates.
 
         Returns (ids, distances, n_candidates): ids (q, k) with -1 where fewer than k candidates were
         found, distances (q, k) with +inf there. `exclude[r]` holds track ids never returned for query r
         (they do not count as candidates). Queries go in blocks of `cells` / bands, so the per-block
-        bucket ranges stay bounded.
+        bucket ranges stay bounded. With `positions`, catalogue rows are returned instead of ids.
+        Each query is searched on its own (no state shared between queries), so a query's result never
+        depends on the other queries of the call.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.vectors.shape[1]:
             raise ValueError(f"queries must be (q, {self.vectors.shape[1]}), got {queries.shape}")
         excl_ptr, excl_pos = self._exclusions(exclude, len(queries))
-        return self._search(queries, k, excl_ptr, excl_pos, block=max(1, cells // self.bands))
+        return self._search(queries, k, excl_ptr, excl_pos, block=max(1, cells // self.bands), positions=positions)
 
     def neighbours(self, k: int, fill_exact: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Item-to-item: the top-k of every catalogue item among its LSH candidates, itself excluded.
@@ -220,25 +233,27 @@ class BandedIndex:
         return ptr, flat
 
     def _search(self, queries: np.ndarray, k: int, excl_ptr: np.ndarray, excl_pos: np.ndarray,
-                block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                block: int, positions: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         parts = []
         for s in range(0, len(queries), block):
             q = queries[s:s + block]
             lo, hi = self._ranges(q)
             ptr = excl_ptr[s:s + len(q) + 1]
-            parts.append(self._rerank(q, lo, hi, k, ptr - ptr[0], excl_pos[ptr[0]:ptr[-1]]))
+            parts.append(self._rerank(q, lo, hi, k, ptr - ptr[0], excl_pos[ptr[0]:ptr[-1]], positions))
         if not parts:
             return (np.full((0, k), -1, dtype=np.int64), np.zeros((0, k), dtype=np.float32),
                     np.zeros(0, dtype=np.int64))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
-    def _rerank(self, queries, lo, hi, k, excl_ptr, excl_pos):
+    def _rerank(self, queries, lo, hi, k, excl_ptr, excl_pos, positions: bool = False):
         nq = len(queries)
         out_pos = np.full((nq, k), -1, dtype=np.int64)
         out_d = np.full((nq, k), np.inf, dtype=np.float32)
         n_cand = np.zeros(nq, dtype=np.int64)
         _rerank(queries, self.vectors, lo, hi, self.order, excl_ptr, excl_pos, out_pos, out_d, n_cand,
                 numba.get_num_threads())
+        if positions:
+            return out_pos, np.sqrt(out_d), n_cand
         ids = np.where(out_pos >= 0, self.ids[np.maximum(out_pos, 0)], -1)
         return ids, np.sqrt(out_d), n_cand
 

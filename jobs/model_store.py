@@ -139,6 +139,15 @@ def load_bundle(settings: Settings, version: str | None = None) -> ModelBundle:
     return ModelBundle.read(path)
 
 
+def load_catalogue(settings: Settings, bundle: ModelBundle):
+    """The model's tracks (its ids and vectors) with their metadata from the `tracks` collection."""
+    from common.catalogue import META_FIELDS, Catalogue
+    from common.store import database
+
+    docs = database(settings, 30_000)[settings.coll_tracks].find({}, META_FIELDS)
+    return Catalogue.from_documents(bundle.ids, bundle.vectors, docs, version=bundle.version)
+
+
 def bundle_from_pipeline(model, version: str, feature_version: str, band_size: int, ids: np.ndarray,
                          vectors: np.ndarray | None = None, features: np.ndarray | None = None) -> ModelBundle:
     """The numpy twin of a fitted PipelineModel [.., StandardScaler, (PCA), BucketedRandomProjectionLSH]:

@@ -1,107 +1,38 @@
 """From taste vectors to ranked, filtered, explained recommendations: pure numpy, no services.
 
-For all users of a micro-batch at once:
-1. candidates: each taste vector is hashed with the model's banded LSH and looked up in the catalogue
-   hashed once at start-up (`jobs.lsh.BandedIndex.candidate_mask`); the candidates are re-ranked by the
-   exact Euclidean distance (float64, so a user's list never depends on who else is in the batch);
+For all users of a batch at once:
+1. candidates: the model's banded LSH index (`jobs.lsh.BandedIndex.query`, the index the LSH benchmark
+   measures and the model job evaluates) walks each taste's band buckets and keeps the best `2n` by
+   float32 distance; only those are re-ranked by the exact float64 distance, so a user's cost follows
+   the number of LSH candidates, not the catalogue, and a user's list never depends on who else is in
+   the batch;
 2. filters: nothing the user already heard, skipped or disliked, no second version of one song (same
    source recording, or same artist and normalised title) and no version of a song the user heard, at
    most `max_per_artist` tracks per artist;
 3. fill (cold start, or too few candidates): popular tracks, genre-aware once the user has a signal
    (genres the user leans to first, genres the user rejects last);
-4. every item carries a score (1 / (1 + distance) for similarity picks, half the popularity share for
-   popular picks) and a reason: the user's own track it is closest to, or the genre it is popular in.
-Ties break on track id, and scores are rounded to 6 decimals, so the same state gives the same list.
+4. every item carries a score and a reason: the user's own track it is closest to (`similar`, with
+   `reason_track_id`), the taste itself (`taste`: no liked track to point at), or popularity
+   (`popular_genre` with its `genre`, `popular`).
+
+What the score means: a similarity pick scores 1 / (1 + d), d its Euclidean distance to the user's
+taste in the model's space (1 = the taste itself). A popular fill scores its popularity share (listens
+over the catalogue's most listened track) times the score of the last personal pick (1 for a cold
+start), capped by the score above it: within a list the scores never rise, so a fill never outscores
+a personal pick above it. Ties break on track id and scores
+are rounded to 6 decimals, so the same state gives the same list.
 """
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.catalogue import Catalogue, normalise_title, version_key  # noqa: F401  (re-exported)
+
 SCORE_DECIMALS = 6
 SEED_TRACKS = 3          # the user's strongest tracks, a second candidate source for sparse buckets
-
-
-def normalise_title(title: str | None) -> str:
-    """'Song (Live) [Remastered 2011] - Radio Edit' -> 'song'."""
-    if not title:
-        return ""
-    t = unicodedata.normalize("NFKD", str(title)).encode("ascii", "ignore").decode().lower()
-    t = re.sub(r"[\(\[\{].*?[\)\]\}]", " ", t)
-    t = re.split(r"\s+[-\u2013\u2014]\s+", t)[0]
-    t = re.sub(r"\b(feat|ft)\.?\s.*$", " ", t)
-    t = re.sub(r"[^a-z0-9]+", " ", t)
-    return " ".join(t.split())
-
-
-def version_key(track_id: int, title: str | None, artist: str | None, recording: str | None) -> str:
-    """Tracks with the same key are versions of one song."""
-    if recording:
-        return f"rec:{recording}"
-    nt = normalise_title(title)
-    if not nt:
-        return f"id:{track_id}"
-    return f"song:{normalise_title(artist)}|{nt}"
-
-
-def _codes(values) -> np.ndarray:
-    index: dict = {}
-    return np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int64)
-
-
-@dataclass
-class Catalogue:
-    """The model's catalogue with what ranking needs, row-aligned with the model's `ids`/`vectors`."""
-    ids: np.ndarray
-    vectors: np.ndarray
-    title: list
-    artist: list
-    genre: list
-    listens: np.ndarray
-    duration: np.ndarray
-    version: np.ndarray = field(repr=False, default=None)
-    artist_code: np.ndarray = field(repr=False, default=None)
-    row_of: dict = field(repr=False, default=None)
-    popular: np.ndarray = field(repr=False, default=None)
-    popular_by_genre: dict = field(repr=False, default=None)
-    _sq: np.ndarray = field(repr=False, default=None)
-
-    @classmethod
-    def build(cls, ids, vectors, meta: dict[int, dict]) -> "Catalogue":
-        """`meta[track_id]`: title, artist, genre_top, listens, duration, recording (any may be missing)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        rows = [meta.get(int(t), {}) for t in ids]
-        title = [r.get("title") or f"track {t}" for t, r in zip(ids, rows)]
-        artist = [r.get("artist") or "" for r in rows]
-        genre = [r.get("genre_top") or None for r in rows]
-        listens = np.array([max(0, int(r.get("listens") or 0)) for r in rows], dtype=np.int64)
-        duration = np.array([float(r.get("duration") or 0.0) for r in rows], dtype=np.float64)
-        version = _codes(version_key(int(t), r.get("title"), r.get("artist"), r.get("recording"))
-                         for t, r in zip(ids, rows))
-        artist_code = _codes((a.strip().lower() or f"id:{t}") for t, a in zip(ids, artist))
-        popular = np.lexsort((ids, -listens))
-        by_genre: dict = {}
-        for r in popular:
-            if genre[r]:
-                by_genre.setdefault(genre[r], []).append(r)
-        return cls(ids, np.asarray(vectors, dtype=np.float32), title, artist, genre, listens, duration, version,
-                   artist_code, {int(t): i for i, t in enumerate(ids)}, popular,
-                   {g: np.array(v, dtype=np.int64) for g, v in by_genre.items()})
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def sq_norms(self) -> np.ndarray:
-        if self._sq is None:
-            self._sq = np.einsum("ij,ij->i", self.vectors, self.vectors)
-        return self._sq
-
-    def durations(self) -> dict[int, float]:
-        return {int(t): float(d) for t, d in zip(self.ids, self.duration) if d > 0}
+SIMILAR, TASTE, POPULAR_GENRE, POPULAR = "similar", "taste", "popular_genre", "popular"
 
 
 @dataclass
@@ -115,86 +46,89 @@ class Query:
 
 @dataclass
 class Item:
+    """One recommendation: ids, score and the reason's kind; titles are the catalogue's to resolve."""
     track_id: int
-    title: str
-    artist: str
-    genre_top: str | None
     score: float
-    reason: str
-    reason_track_id: int | None
+    reason: str                    # SIMILAR, TASTE, POPULAR_GENRE or POPULAR
+    reason_track_id: int | None = None
+    genre: str | None = None       # the genre of a POPULAR_GENRE fill
 
     def to_doc(self) -> dict:
-        return dict(self.__dict__)
+        d = {"track_id": self.track_id, "score": self.score, "reason": self.reason}
+        if self.reason_track_id is not None:
+            d["reason_track_id"] = self.reason_track_id
+        if self.genre:
+            d["genre"] = self.genre
+        return d
+
+
+def reason_text(item: dict, catalogue: Catalogue) -> str:
+    """What the reason of an item document says to a listener."""
+    reason = item.get("reason")
+    if reason == SIMILAR and item.get("reason_track_id") is not None:
+        return f"because you played \u201c{catalogue.label(item['reason_track_id'])}\u201d"
+    if reason == TASTE:
+        return "close to your taste"
+    if reason == POPULAR_GENRE and item.get("genre"):
+        return f"popular in {item['genre']}"
+    if reason == POPULAR:
+        return "popular on musicrec"
+    return str(reason or "")
 
 
 # --- candidates -----------------------------------------------------------------------------------------
 
 def candidates(index, catalogue: Catalogue, tastes: np.ndarray, n: int, exclude: list,
-               seeds: list | None = None, cells: int = 4_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               seeds: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LSH candidates of every taste, exactly re-ranked: (rows (q, n) catalogue rows or -1,
     distances (q, n) float64, number of LSH candidates per query). `exclude[i]`: track ids never returned.
 
-    Per block of queries: the band lookup gives the candidate mask; one float32 matrix product ranks the
-    candidates and keeps a shortlist of 2n; the shortlist is re-ranked by the exact float64 distance,
-    computed per pair, and the first n are kept. So a user's result does not depend on the other users
-    of the block (the shortlist is twice as long as what is kept), and ties break on track id.
+    The index returns each taste's best `2n` candidates by float32 distance (it scores every
+    candidate once, in its band buckets only); that shortlist is re-ranked by the exact float64
+    distance and the first n are kept, ties on track id.
 
-    `seeds[i]`: track ids whose buckets are looked up too when the taste's own buckets hold fewer than
+    `seeds[i]`: track ids whose buckets are searched too when the taste's own buckets hold fewer than
     n candidates (a taste between clusters can fall in empty buckets; the user's own tracks never do).
+    `index` rows must be the catalogue's rows (both come from the model bundle).
     """
     tastes = np.asarray(tastes, dtype=np.float64)
-    q, size = len(tastes), len(catalogue)
+    q = len(tastes)
     out_rows = np.full((q, n), -1, dtype=np.int64)
     out_d = np.full((q, n), np.inf, dtype=np.float64)
     n_cand = np.zeros(q, dtype=np.int64)
-    if q == 0 or size == 0:
+    if q == 0 or len(catalogue) == 0:
         return out_rows, out_d, n_cand
-    vectors = catalogue.vectors
-    sq = catalogue.sq_norms
-    short = min(2 * n, size)
-    block = max(1, cells // size)
-    for s in range(0, q, block):
-        t = tastes[s:s + block]
-        t32 = t.astype(np.float32)
-        mask = index.candidate_mask(t32)
-        if seeds is not None:
-            _add_seed_buckets(index, catalogue, mask, seeds[s:s + block], n)
-        for r, ex in enumerate(exclude[s:s + block]):
-            drop = [catalogue.row_of[x] for x in ex if x in catalogue.row_of]
-            if drop:
-                mask[r, drop] = False
-        n_cand[s:s + block] = counts = np.count_nonzero(mask, axis=1)
-        approx = t32 @ vectors.T                                   # |v|^2 - 2 q.v: the order of |q - v|
-        approx *= -2.0
-        approx += sq
-        for r in range(len(t)):
-            if counts[r] == 0:
-                continue
-            rows = np.flatnonzero(mask[r])
-            if len(rows) > short:
-                rows = rows[np.argpartition(approx[r, rows], short - 1)[:short]]
-            diff = vectors[rows].astype(np.float64) - t[r]
-            d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-            order = np.lexsort((catalogue.ids[rows], d))[:n]
-            out_rows[s + r, : len(order)] = rows[order]
-            out_d[s + r, : len(order)] = d[order]
+    short = min(2 * n, len(catalogue))
+    pos, _, n_cand = index.query(tastes.astype(np.float32), short, exclude=list(exclude), positions=True)
+    extra: dict[int, np.ndarray] = {}
+    if seeds is not None:
+        sparse = [r for r in range(q) if seeds[r] and n_cand[r] < n]
+        owners, vecs = [], []
+        for r in sparse:
+            for row in catalogue.rows([int(t) for t in seeds[r]]):
+                if row >= 0:
+                    owners.append(r)
+                    vecs.append(catalogue.vectors[row])
+        if vecs:
+            # the seeds' own neighbours, judged below by their distance to the taste
+            spos, _, scount = index.query(np.asarray(vecs, dtype=np.float32), short,
+                                          exclude=[exclude[r] for r in owners], positions=True)
+            for r, p, c in zip(owners, spos, scount):
+                extra[r] = np.concatenate([extra.get(r, np.zeros(0, dtype=np.int64)), p[p >= 0]])
+                n_cand[r] += c
+    vectors, ids = catalogue.vectors, catalogue.ids
+    for r in range(q):
+        rows = pos[r][pos[r] >= 0]
+        if r in extra:
+            rows = np.unique(np.concatenate([rows, extra[r]]))
+        if not len(rows):
+            continue
+        diff = vectors[rows].astype(np.float64) - tastes[r]
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        order = np.lexsort((ids[rows], d))[:n]
+        out_rows[r, : len(order)] = rows[order]
+        out_d[r, : len(order)] = d[order]
     return out_rows, out_d, n_cand
-
-
-def _add_seed_buckets(index, catalogue: Catalogue, mask: np.ndarray, seeds: list, n: int) -> None:
-    """OR the buckets of each sparse row's seed tracks into its candidate mask (in place)."""
-    sparse_rows = [r for r in range(len(mask)) if seeds[r] and mask[r].sum() < n]
-    owners, vecs = [], []
-    for r in sparse_rows:
-        for t in seeds[r]:
-            row = catalogue.row_of.get(int(t))
-            if row is not None:
-                owners.append(r)
-                vecs.append(catalogue.vectors[row])
-    if vecs:
-        extra = index.candidate_mask(np.asarray(vecs, dtype=np.float32))
-        for r, m in zip(owners, extra):
-            mask[r] |= m
 
 
 # --- selection --------------------------------------------------------------------------------------
@@ -213,7 +147,7 @@ def _popular_order(catalogue: Catalogue, affinity: dict):
             yield int(r), g
     later = []
     for r in catalogue.popular:
-        g = catalogue.genre[r]
+        g = str(catalogue.genre[r])
         if g in rejected:
             later.append(int(r))
         elif g not in liked:
@@ -225,7 +159,8 @@ def _popular_order(catalogue: Catalogue, affinity: dict):
 def select(catalogue: Catalogue, query: Query, cand_rows, cand_d, k: int, max_per_artist: int) -> list[Item]:
     """The user's top k: candidates in distance order through the filters, then popular fill."""
     heard = {int(t) for t in query.heard}
-    heard_versions = {int(catalogue.version[catalogue.row_of[t]]) for t in heard if t in catalogue.row_of}
+    heard_rows = catalogue.rows(sorted(heard))
+    heard_versions = {int(v) for v in catalogue.version_code[heard_rows[heard_rows >= 0]]}
     used_versions: set = set()
     per_artist: dict = {}
     chosen: list[tuple[int, float | None, str | None]] = []   # (row, distance, fill genre)
@@ -233,7 +168,7 @@ def select(catalogue: Catalogue, query: Query, cand_rows, cand_d, k: int, max_pe
     def take(r: int) -> bool:
         if int(catalogue.ids[r]) in heard:
             return False
-        v = int(catalogue.version[r])
+        v = int(catalogue.version_code[r])
         if v in heard_versions or v in used_versions:
             return False
         a = int(catalogue.artist_code[r])
@@ -258,30 +193,29 @@ def select(catalogue: Catalogue, query: Query, cand_rows, cand_d, k: int, max_pe
 
 
 def _explain(catalogue: Catalogue, query: Query, chosen) -> list[Item]:
-    pos = [(int(t), w) for t, w in query.positives if w > 0 and int(t) in catalogue.row_of]
-    pos_rows = np.array([catalogue.row_of[t] for t, _ in pos], dtype=np.int64)
+    pos = [(int(t), w) for t, w in query.positives if w > 0]
+    pos_rows = catalogue.rows([t for t, _ in pos]) if pos else np.zeros(0, dtype=np.int64)
+    pos_rows = pos_rows[pos_rows >= 0]
     pv = catalogue.vectors[pos_rows].astype(np.float64) if len(pos_rows) else None
     top = max(1, int(catalogue.listens.max())) if len(catalogue) else 1
-    items = []
+    items: list[Item] = []
+    above = floor = 1.0     # the score of the item above (scores never rise) and of the last personal pick
     for r, d, g in chosen:
         tid = int(catalogue.ids[r])
-        reason_id = None
         if d is not None:
-            score = _score(d)
+            score = floor = min(above, _score(d))
             if pv is not None:
                 diff = pv - catalogue.vectors[r].astype(np.float64)
                 dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-                best = int(np.lexsort((pos_rows, dist))[0])
-                reason_id = int(catalogue.ids[pos_rows[best]])
-                rt = catalogue.row_of[reason_id]
-                by = f" by {catalogue.artist[rt]}" if catalogue.artist[rt] else ""
-                reason = f"because you played \u201c{catalogue.title[rt]}\u201d{by}"
+                best = int(np.lexsort((catalogue.ids[pos_rows], dist))[0])
+                items.append(Item(tid, score, SIMILAR, reason_track_id=int(catalogue.ids[pos_rows[best]])))
             else:
-                reason = "close to your taste"
+                items.append(Item(tid, score, TASTE))
         else:
-            score = round(0.5 * float(catalogue.listens[r]) / top, SCORE_DECIMALS)
-            reason = f"popular in {g}" if g else "popular on musicrec"
-        items.append(Item(tid, catalogue.title[r], catalogue.artist[r], catalogue.genre[r], score, reason, reason_id))
+            share = float(catalogue.listens[r]) / top
+            score = min(above, max(10.0 ** -SCORE_DECIMALS, round(floor * share, SCORE_DECIMALS)))
+            items.append(Item(tid, score, POPULAR_GENRE, genre=g) if g else Item(tid, score, POPULAR))
+        above = score
     return items
 
 

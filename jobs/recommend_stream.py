@@ -38,6 +38,7 @@ import numpy as np
 from pyspark.sql import Row
 from pyspark.sql.streaming import StatefulProcessor
 
+from common.catalogue import Catalogue
 from conf import Settings
 from jobs import events as ev
 from jobs import taste
@@ -74,89 +75,26 @@ def _out(**values) -> Row:
 
 # --- the per-user step: pure Python, testable without Spark ----------------------------------------
 
-@dataclass(frozen=True)
-class Known:
-    """The catalogue as the workers see it: sorted track ids and their durations (s, 0 = unknown)."""
-    ids: np.ndarray
-    durations: np.ndarray
-
-    @classmethod
-    def of(cls, ids, durations) -> "Known":
-        ids = np.asarray(ids, dtype=np.int64)
-        order = np.argsort(ids)
-        return cls(ids[order], np.asarray(durations, dtype=np.float64)[order])
-
-    def _pos(self, track_id: int) -> int:
-        i = int(np.searchsorted(self.ids, track_id))
-        return i if i < len(self.ids) and self.ids[i] == track_id else -1
-
-    def __contains__(self, track_id) -> bool:
-        return self._pos(int(track_id)) >= 0
-
-    def duration(self, track_id: int) -> float | None:
-        i = self._pos(int(track_id))
-        return float(self.durations[i]) if i >= 0 and self.durations[i] > 0 else None
-
-    @property
-    def name(self) -> str:
-        """A file name unique to this content."""
-        import hashlib
-
-        h = hashlib.sha1(self.ids.tobytes() + self.durations.tobytes()).hexdigest()[:16]
-        return f"musicrec-known-{h}.npz"
-
-    def save(self, folder) -> str:
-        from pathlib import Path
-
-        path = Path(folder) / self.name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                np.savez(fh, ids=self.ids, durations=self.durations)
-            tmp.replace(path)
-        return str(path)
-
-    @classmethod
-    def read(cls, path) -> "Known":
-        with np.load(path) as z:
-            return cls(z["ids"], z["durations"])
-
-
-_KNOWN_CACHE: dict[str, Known] = {}
-_SHIPPED: set[str] = set()
-
-
-def ship_known(spark, known: Known) -> str:
-    """Send the catalogue to the executors once (SparkFiles) and return the name they load it by.
+def ship_known(spark, known: Catalogue) -> str:
+    """Send the catalogue (ids and durations: what validation needs) to the executors once; its name.
 
     It cannot travel inside the pickled processor: a command over 1 MiB is broadcast, and the driver-side
     runner that initialises transformWithState cannot read broadcast variables."""
-    import tempfile
+    from jobs.stream_batch import ship_file
 
-    name = known.name
-    key = f"{spark.sparkContext.applicationId}/{name}"
-    if key not in _SHIPPED:
-        spark.sparkContext.addFile(known.save(tempfile.gettempdir() + "/musicrec-known"))
-        _SHIPPED.add(key)
-    return name
+    return ship_file(spark, known)
 
 
-def load_known(name: str) -> Known:
+def load_known(name: str) -> Catalogue:
     """The shipped catalogue, read once per Python worker."""
     if name not in _KNOWN_CACHE:
         from pyspark import SparkFiles
 
-        _KNOWN_CACHE[name] = Known.read(SparkFiles.get(name))
+        _KNOWN_CACHE[name] = Catalogue.read(SparkFiles.get(name))[0]
     return _KNOWN_CACHE[name]
 
 
-class _Durations:
-    def __init__(self, known: Known):
-        self.known = known
-
-    def get(self, track_id):
-        return self.known.duration(track_id)
+_KNOWN_CACHE: dict[str, Catalogue] = {}
 
 
 def state_to_tuple(s: taste.UserState) -> tuple:
@@ -180,7 +118,7 @@ def _text(b) -> str | None:
     return bytes(b).decode("utf-8", errors="replace")
 
 
-def process_user(user_key: str, rows, state: taste.UserState, known: Known, rules: taste.Rules,
+def process_user(user_key: str, rows, state: taste.UserState, known: Catalogue, rules: taste.Rules,
                  limits: ev.Limits) -> tuple[taste.UserState | None, list[Row]]:
     """One user's records of a micro-batch -> (new state or None if unchanged, output rows).
 
@@ -199,12 +137,11 @@ def process_user(user_key: str, rows, state: taste.UserState, known: Known, rule
     if not valid:
         return None, out
     valid.sort(key=lambda v: taste.event_order(v[0], v[1], v[2]))
-    durations = _Durations(known)
     new = state
     topic = valid[-1][3]
     for e, part, off, top, kms in valid:
         before = new
-        new = taste.apply(new, e, rules, durations.get(e.track_id), part, off)
+        new = taste.apply(new, e, rules, known.duration_of(e.track_id), part, off)
         if new is before:       # a duplicate event id: already applied
             continue
         out.append(_out(kind="event", user_id=user_key, event_id=e.event_id, track_id=e.track_id, action=e.action,
@@ -227,7 +164,7 @@ class TasteProcessor(StatefulProcessor):
     operator (measured here: about 1.5 ms per group, against about 0.15 ms per state call), so a batch
     of 1,000 active users costs 16 groups and 2,000 state calls instead of 1,000 groups."""
 
-    def __init__(self, known: Known | str, rules: taste.Rules, limits: ev.Limits, ttl_ms: int):
+    def __init__(self, known: Catalogue | str, rules: taste.Rules, limits: ev.Limits, ttl_ms: int):
         # `known`: the catalogue itself (tests) or the name it was shipped under (ship_known)
         self.known_ref, self.rules, self.limits, self.ttl_ms = known, rules, limits, ttl_ms
         self.known = None
@@ -237,7 +174,7 @@ class TasteProcessor(StatefulProcessor):
 
     def handleInputRows(self, key, rows, timerValues):
         if self.known is None:   # not in init(): that also runs in the driver-side runner, without the file
-            self.known = self.known_ref if isinstance(self.known_ref, Known) else load_known(self.known_ref)
+            self.known = self.known_ref if isinstance(self.known_ref, Catalogue) else load_known(self.known_ref)
         by_user: dict[str, list] = {}
         for r in rows:
             by_user.setdefault(r.user_key, []).append(r)
@@ -266,7 +203,7 @@ def kafka_source(spark, settings: Settings, starting_offsets: str | None = None)
             .load())
 
 
-def build(spark, settings: Settings, known: Known, source=None):
+def build(spark, settings: Settings, known: Catalogue, source=None):
     """The stateful part of the query (a streaming DataFrame of OUT_SCHEMA rows)."""
     source = source if source is not None else kafka_source(spark, settings)
     records = source.selectExpr(
@@ -310,17 +247,21 @@ STREAM_CONF = {
 
 
 def run(spark, settings: Settings, *, model_version: str | None = None, source=None, bundle=None,
-        catalogue=None, trigger_seconds: float | None = None):
-    """Start the query and return the StreamingQuery (stop it, or `wait` for it)."""
-    from jobs.stream_batch import BatchWriter, load_catalogue
+        catalogue=None, trigger_seconds: float | None = None, log=print):
+    """Start the query and return the StreamingQuery (stop it, or `wait` for it).
 
+    With a `bundle` or a `model_version` the query serves that model; otherwise it serves the current
+    one and follows the `models` pointer: a new current model is served from the next micro-batch on.
+    Validation knows the tracks of the model the query started with."""
+    from jobs.stream_batch import BatchCoordinator, ModelSource
+
+    pinned = bundle is not None or model_version is not None
     if bundle is None:
         from jobs.model_store import load_bundle
 
         bundle = load_bundle(settings, model_version)
-    if catalogue is None:
-        catalogue = load_catalogue(settings, bundle)
-    known = Known.of(catalogue.ids, catalogue.duration)
+    models = ModelSource(settings, bundle, catalogue, pinned=pinned)
+    known = models.served.catalogue.without_vectors()
     _python_for_udfs(spark)
     for k, v in STREAM_CONF.items():
         spark.conf.set(k, v)
@@ -328,7 +269,7 @@ def run(spark, settings: Settings, *, model_version: str | None = None, source=N
     spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_partitions))  # fixed by a new checkpoint
     try:
         stream = build(spark, settings, known, source)
-        writer = BatchWriter(settings, bundle, catalogue)
+        writer = BatchCoordinator(settings, models, log=log)
         trigger = settings.trigger_seconds if trigger_seconds is None else trigger_seconds
         query = (stream.writeStream.queryName(QUERY_NAME).foreachBatch(writer)
                  .option("checkpointLocation", checkpoint_path(settings))

@@ -1,115 +1,282 @@
-"""The driver side of each micro-batch (foreachBatch): retrieval once for all active users, then writes.
+"""One micro-batch of the streaming recommender, split between the executors and the driver.
 
-`BatchWriter.process` takes the micro-batch as a pandas DataFrame of `recommend_stream.OUT_SCHEMA` rows
-and needs no Spark, so tests drive it directly; `BatchWriter.__call__` is the foreachBatch function.
+- On the executors, `ServePartition` (a `mapInPandas` over the stateful operator's output, one task per
+  state partition): taste vectors, LSH candidates and ranking for the partition's active users, then
+  their writes with pymongo: one document per user (an upsert by user id), the partition's dead letters
+  and activity-feed events (inserts by id). It returns one small metrics row.
+- On the driver, `BatchCoordinator` (the foreachBatch function): picks the model to serve (a model that
+  became current while the query runs is served from the next micro-batch on), starts the tasks,
+  merges their metrics rows into the batch's `stream_batches` document and trims the feed.
+
+The served model (the catalogue, its vectors and the banded index already hashed) travels to the
+executors once per model version, as one file (`SparkContext.addFile`) named by its content; each
+Python worker reads it once and keeps it. `serve_frame` is the per-partition work without Spark, so
+tests drive it directly.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 
+from common.catalogue import Catalogue
 from jobs import ranking, taste
 from jobs import stream_sink as sk
+from jobs.model_store import load_catalogue
 
-TRACK_FIELDS = {"title": 1, "artist": 1, "genre_top": 1, "listens": 1, "duration": 1, "recording": 1}
-
-
-def load_catalogue(settings, bundle) -> ranking.Catalogue:
-    """The model's tracks with their metadata from the `tracks` collection (no features read)."""
-    from common.store import database
-
-    meta = {int(d["_id"]): d for d in database(settings, 10_000)[settings.coll_tracks].find({}, TRACK_FIELDS)}
-    return ranking.Catalogue.build(bundle.ids, bundle.vectors, meta)
+METRIC_FIELDS = [("users", "bigint"), ("events", "bigint"), ("dead", "bigint"), ("candidates", "bigint"),
+                 ("rank_ms", "bigint"), ("write_ms", "bigint"), ("task_ms", "bigint"),
+                 ("latencies", "array<bigint>"), ("offsets", "string")]
+METRIC_SCHEMA = ", ".join(f"{n} {t}" for n, t in METRIC_FIELDS)
 
 
 def _ms() -> int:
     return int(time.time() * 1000)
 
 
-class BatchWriter:
-    """foreachBatch: rank for every active user of the batch at once, write idempotently."""
+# --- the served model ----------------------------------------------------------------------------------
 
-    def __init__(self, settings, bundle, catalogue: ranking.Catalogue, sink: sk.Sink | None = None):
-        self.settings = settings
-        self.model_version = bundle.version
-        self.catalogue = catalogue
-        self.index = bundle.index()           # the catalogue hashed once, at start-up
+class Served:
+    """What a worker ranks with: the catalogue and its banded index (rows aligned)."""
+
+    def __init__(self, catalogue: Catalogue, index):
+        self.catalogue, self.index = catalogue, index
+        self.version = catalogue.version
+
+    @property
+    def name(self) -> str:
+        return "served-" + self.catalogue.name
+
+    @classmethod
+    def of(cls, bundle, catalogue: Catalogue) -> "Served":
+        return cls(catalogue, bundle.index())
+
+    def save(self, folder) -> str:
+        return self.catalogue.save(folder, extra=self.index.arrays(), name=self.name)
+
+    @classmethod
+    def read(cls, path) -> "Served":
+        from jobs.lsh import BandedIndex
+
+        cat, extra = Catalogue.read(path)
+        return cls(cat, BandedIndex.from_arrays(cat.vectors, cat.ids, extra))
+
+
+_SERVED: dict[str, Served] = {}
+_SHIPPED: set[str] = set()
+
+
+def ship_file(spark, what) -> str:
+    """Send `what` (a Catalogue or Served: `.name`, `.save(folder)`) to the executors once per
+    application (SparkContext.addFile); the name they load it by (SparkFiles.get)."""
+    import tempfile
+
+    name = what.name
+    key = f"{spark.sparkContext.applicationId}/{name}"
+    if key not in _SHIPPED:
+        spark.sparkContext.addFile(what.save(tempfile.gettempdir() + "/musicrec-shipped"))
+        _SHIPPED.add(key)
+    return name
+
+
+def ship(spark, served: Served) -> str:
+    """Send the served model to the executors once per model version; the name they load it by."""
+    return ship_file(spark, served)
+
+
+def load_served(name: str) -> Served:
+    """The shipped model, read once per Python worker (older versions are dropped)."""
+    if name not in _SERVED:
+        from pyspark import SparkFiles
+
+        served = Served.read(SparkFiles.get(name))
+        for old in [k for k in _SERVED if k != name]:
+            del _SERVED[old]
+        _SERVED[name] = served
+    return _SERVED[name]
+
+
+# --- the per-partition work ----------------------------------------------------------------------------
+
+def recommend(served: Served, users, top_k: int, max_per_artist: int):
+    """(items per user, LSH candidates per user) for a frame of `user` rows."""
+    cat = served.catalogue
+    ids_l, pos_l, neg_l = list(users["track_ids"]), list(users["pos"]), list(users["neg"])
+    tastes, has = taste.taste_matrix(ids_l, pos_l, neg_l, cat.rows, cat.vectors, taste.Rules.push)
+    queries = []
+    for i, (ids, pos, neg, heard) in enumerate(zip(ids_l, pos_l, neg_l, users["heard"])):
+        rows = cat.rows(np.asarray(ids, dtype=np.int64)) if len(ids) else np.zeros(0, dtype=np.int64)
+        genres = {int(t): str(cat.genre[r]) for t, r in zip(ids, rows) if r >= 0 and cat.genre[r]}
+        queries.append(ranking.Query(
+            taste=tastes[i] if has[i] else None, heard=tuple(int(t) for t in heard),
+            positives=tuple((int(t), float(p)) for t, p in zip(ids, pos) if p > 0),
+            affinity=taste.genre_affinity(ids, pos, neg, genres)))
+    return ranking.recommend(served.index, cat, queries, int(top_k), int(max_per_artist))
+
+
+ITEM_TEXT = True   # until every reader resolves titles from the catalogue: the texts copied into the items
+
+
+def item_doc(item: ranking.Item, cat: Catalogue) -> dict:
+    d = item.to_doc()
+    if ITEM_TEXT:
+        r = cat.row(item.track_id)
+        d.update(title=str(cat.title[r]) or f"track {item.track_id}", artist=str(cat.artist[r]),
+                 genre_top=str(cat.genre[r]) or None, kind=d["reason"], reason=ranking.reason_text(d, cat))
+        d.setdefault("reason_track_id", None)
+    return d
+
+
+def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
+                feed_size: int) -> dict:
+    """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics."""
+    t0 = _ms()
+    users = pdf[pdf["kind"] == "user"].sort_values("user_id", kind="stable")
+    events = pdf[pdf["kind"] == "event"]
+    dead = pdf[pdf["kind"] == "dead"]
+    items, n_cand = recommend(served, users, top_k, max_per_artist) if len(users) else ([], np.zeros(0))
+    t_rank = _ms()
+    updated_at = sk.now_utc()
+    docs = [sk.recommendation_doc(
+                u.user_id, [item_doc(it, served.catalogue) for it in its], model_version=served.version,
+                event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
+                offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
+                batch_id=batch_id, updated_at=updated_at, candidates=int(c))
+            for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
+    sink.write_recommendations(docs)
+    written = _ms()
+    at = sk.now_utc()
+    sink.write_dead_letters([
+        sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
+                           key=d.key, kafka_ms=None if d.kafka_ms is None or d.kafka_ms != d.kafka_ms
+                           else int(d.kafka_ms), batch_id=batch_id, at=at)
+        for d in dead.itertuples(index=False)])
+    if feed_size > 0 and len(events):
+        newest = events.sort_values(["event_time", "event_id"]).tail(feed_size)
+        cat = served.catalogue
+        feed = []
+        for e in newest.to_dict("records"):
+            r = cat.row(e["track_id"])
+            feed.append(sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None,
+                                        artist=str(cat.artist[r]) if r >= 0 else None, at=at))
+        sink.write_activity(feed)
+    offsets = []
+    pos = pdf[["topic", "partition", "offset"]].dropna()
+    for (topic, part), g in pos.groupby(["topic", "partition"], sort=True):
+        offsets.append({"topic": topic, "partition": int(part), "first": int(g["offset"].min()),
+                        "last": int(g["offset"].max())})
+    end = _ms()
+    return {"users": len(users), "events": len(events), "dead": len(dead), "candidates": int(np.sum(n_cand)),
+            "rank_ms": t_rank - t0, "write_ms": end - t_rank, "task_ms": end - t0,
+            "latencies": (written - events["event_time"].to_numpy(dtype=np.int64)).tolist(),
+            "offsets": json.dumps(offsets)}
+
+
+_SINKS: dict = {}
+
+
+def _sink(settings) -> sk.Sink:
+    """One sink (one pymongo client) per worker and store."""
+    key = (settings.mongo_uri, settings.mongo_db, settings.coll_recommendations, settings.coll_activity,
+           settings.coll_dead_letters)
+    if key not in _SINKS:
+        _SINKS[key] = sk.Sink(settings)
+    return _SINKS[key]
+
+
+class ServePartition:
+    """The mapInPandas function of a micro-batch: everything a task does for its partition."""
+
+    def __init__(self, settings, served_name: str, batch_id: int, numba_threads: int = 1):
+        self.settings, self.served_name, self.batch_id = settings, served_name, int(batch_id)
+        self.numba_threads = numba_threads
+
+    def __call__(self, frames):
+        import numba
+        import pandas as pd
+
+        numba.set_num_threads(min(self.numba_threads, numba.config.NUMBA_NUM_THREADS))  # one task, one core
+        frames = list(frames)
+        pdf = pd.concat(frames, ignore_index=True) if frames else None
+        if pdf is None or not len(pdf):
+            return
+        s = self.settings
+        m = serve_frame(pdf, load_served(self.served_name), _sink(s), batch_id=self.batch_id,
+                        top_k=int(s.top_k), max_per_artist=int(s.max_per_artist),
+                        feed_size=int(s.activity_feed_size))
+        yield pd.DataFrame([m], columns=[n for n, _ in METRIC_FIELDS])
+
+
+# --- the driver ------------------------------------------------------------------------------------------
+
+def merge_metrics(rows: list[dict], batch_id: int, model_version: str, duration_ms: int) -> dict:
+    """The batch's `stream_batches` document from its tasks' metrics rows."""
+    users = sum(int(r["users"]) for r in rows)
+    events = sum(int(r["events"]) for r in rows)
+    dead = sum(int(r["dead"]) for r in rows)
+    offsets = sorted((o for r in rows for o in json.loads(r["offsets"])), key=lambda o: (o["topic"], o["partition"]))
+    merged: dict = {}
+    for o in offsets:       # one partition's rows may sit in several tasks
+        k = (o["topic"], o["partition"])
+        m = merged.setdefault(k, dict(o))
+        m["first"], m["last"] = min(m["first"], o["first"]), max(m["last"], o["last"])
+    latencies = [x for r in rows for x in (r["latencies"] or [])]
+    task = max((int(r["task_ms"]) for r in rows), default=0)
+    return {"_id": int(batch_id), "rows": events + dead, "events": events, "dead": dead, "users": users,
+            "tasks": len(rows), "spark_ms": max(0, int(duration_ms) - task),
+            "rank_ms": max((int(r["rank_ms"]) for r in rows), default=0),
+            "write_ms": max((int(r["write_ms"]) for r in rows), default=0),
+            "duration_ms": int(duration_ms),
+            "candidates_mean": round(sum(int(r["candidates"]) for r in rows) / users, 1) if users else 0.0,
+            "model_version": model_version, "offsets": list(merged.values()), "written_at": sk.now_utc(),
+            **sk.latency_summary(latencies)}
+
+
+class ModelSource:
+    """Which model to serve: a pinned version, or whatever the `models` pointer names (checked per batch)."""
+
+    def __init__(self, settings, bundle=None, catalogue: Catalogue | None = None, pinned: bool = False):
+        self.settings, self.pinned = settings, pinned
+        self.served: Served | None = None
+        if bundle is not None:
+            self.served = Served.of(bundle, catalogue if catalogue is not None else load_catalogue(settings, bundle))
+
+    def current(self, log=print) -> Served:
+        from jobs.model_store import current_version, load_bundle
+
+        if self.served is not None and self.pinned:
+            return self.served
+        version = current_version(self.settings)
+        if self.served is None or (version is not None and version != self.served.version):
+            bundle = load_bundle(self.settings, version)
+            self.served = Served.of(bundle, load_catalogue(self.settings, bundle))
+            log(f"recommend_stream: serving model {bundle.version} ({len(bundle.ids)} tracks) from this micro-batch on")
+        return self.served
+
+
+class BatchCoordinator:
+    """The foreachBatch function: the model, the tasks, the batch's document."""
+
+    def __init__(self, settings, models: ModelSource, sink: sk.Sink | None = None, log=print):
+        self.settings, self.models, self.log = settings, models, log
         self.sink = sink or sk.Sink(settings)
-        self.genre_of = {int(t): g for t, g in zip(catalogue.ids, catalogue.genre) if g}
         self.batches = 0
         self.users_written = 0
         self.last: dict = {}
 
     def __call__(self, df, batch_id: int) -> None:
         start = _ms()
-        pdf = df.toPandas()      # runs the stateful part of the micro-batch
-        self.process(pdf, batch_id, start_ms=start, read_ms=_ms() - start)
+        served = self.models.current(self.log)
+        name = ship(df.sparkSession, served)
+        out = df.mapInPandas(ServePartition(self.settings, name, batch_id), METRIC_SCHEMA).collect()
+        self.finish([r.asDict() for r in out], batch_id, served.version, _ms() - start)
 
-    def recommend(self, users) -> tuple[list[list[ranking.Item]], np.ndarray]:
-        tastes, has = taste.taste_matrix(list(users["track_ids"]), list(users["pos"]), list(users["neg"]),
-                                         self.catalogue.row_of, self.catalogue.vectors, taste.Rules.push)
-        queries = []
-        for i, u in enumerate(users.itertuples(index=False)):
-            ids, pos, neg = u.track_ids, u.pos, u.neg
-            queries.append(ranking.Query(
-                taste=tastes[i] if has[i] else None,
-                heard=tuple(int(t) for t in u.heard),
-                positives=tuple((int(t), float(p)) for t, p in zip(ids, pos) if p > 0),
-                affinity=taste.genre_affinity(ids, pos, neg, self.genre_of)))
-        return ranking.recommend(self.index, self.catalogue, queries, int(self.settings.top_k),
-                                 int(self.settings.max_per_artist))
-
-    def process(self, pdf, batch_id: int, start_ms: int | None = None, read_ms: int = 0) -> dict:
-        start_ms = start_ms or _ms()
-        users = pdf[pdf["kind"] == "user"].sort_values("user_id", kind="stable")
-        events = pdf[pdf["kind"] == "event"]
-        dead = pdf[pdf["kind"] == "dead"]
-        t_rank = _ms()
-        items, n_cand = self.recommend(users) if len(users) else ([], np.zeros(0))
-        rank_ms = _ms() - t_rank
-
-        updated_at = sk.now_utc()
-        docs = [sk.recommendation_doc(
-                    u.user_id, [it.to_doc() for it in its], model_version=self.model_version,
-                    event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
-                    offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
-                    batch_id=batch_id, updated_at=updated_at, candidates=int(c))
-                for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
-        t_write = _ms()
-        self.sink.write_recommendations(docs)
-        written_ms = _ms()
-        write_ms = written_ms - t_write
-
-        at = sk.now_utc()
-        self.sink.write_dead_letters([
-            sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
-                               key=d.key, kafka_ms=None if d.kafka_ms is None or d.kafka_ms != d.kafka_ms
-                               else int(d.kafka_ms), batch_id=batch_id, at=at)
-            for d in dead.itertuples(index=False)])
-        cat = self.catalogue
-        feed = []
-        for e in events.to_dict("records"):
-            r = cat.row_of.get(int(e["track_id"]))
-            feed.append(sk.activity_doc(e, title=cat.title[r] if r is not None else None,
-                                        artist=cat.artist[r] if r is not None else None, at=at))
-        self.sink.write_activity(feed)
-
-        latencies = (written_ms - events["event_time"].to_numpy(dtype=np.int64)) if len(events) else []
-        offsets = []
-        if len(pdf):
-            pos = pdf[["topic", "partition", "offset"]].dropna()
-            for (topic, part), g in pos.groupby(["topic", "partition"], sort=True):
-                offsets.append({"topic": topic, "partition": int(part), "first": int(g["offset"].min()),
-                                "last": int(g["offset"].max())})
-        doc = {"_id": int(batch_id), "rows": int(len(events) + len(dead)), "events": int(len(events)),
-               "dead": int(len(dead)), "users": int(len(users)), "read_ms": int(read_ms), "rank_ms": int(rank_ms),
-               "write_ms": int(write_ms), "duration_ms": int(_ms() - start_ms),
-               "candidates_mean": round(float(np.mean(n_cand)), 1) if len(n_cand) else 0.0,
-               "model_version": self.model_version, "offsets": offsets, "written_at": sk.now_utc(),
-               **sk.latency_summary(latencies)}
+    def finish(self, rows: list[dict], batch_id: int, model_version: str, duration_ms: int) -> dict:
+        doc = merge_metrics(rows, batch_id, model_version, duration_ms)
         self.sink.write_batch(doc)
+        self.sink.maybe_trim_activity()
         self.batches += 1
-        self.users_written += len(docs)
+        self.users_written += doc["users"]
         self.last = doc
         return doc

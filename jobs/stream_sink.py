@@ -153,15 +153,18 @@ class Sink:
         return self._insert_new(self.settings.coll_dead_letters, docs)
 
     def write_activity(self, docs: list[dict]) -> int:
-        """The newest `activity_feed_size` events of the batch; older ones are trimmed every few seconds."""
+        """The newest `activity_feed_size` of these events (the driver trims older ones: maybe_trim_activity)."""
         keep = int(self.settings.activity_feed_size)
         if keep <= 0 or not docs:
             return 0
         docs = sorted(docs, key=lambda d: (d["event_time"], d["_id"]))[-keep:]
-        n = self._insert_new(self.settings.coll_activity, docs)
-        if time.monotonic() - self._last_trim > 10.0:
-            self.trim_activity(keep)
-        return n
+        return self._insert_new(self.settings.coll_activity, docs)
+
+    def maybe_trim_activity(self, every_s: float = 10.0) -> int:
+        keep = int(self.settings.activity_feed_size)
+        if keep <= 0 or time.monotonic() - self._last_trim <= every_s:
+            return 0
+        return self.trim_activity(keep)
 
     def trim_activity(self, keep: int) -> int:
         """Delete all but the newest `keep` events (FerretDB does not enforce capped collections)."""

@@ -161,28 +161,37 @@ def _combine(psum, wp, nsum, wn, push):
     return p + push * wn / (wp + wn) * (p - n)
 
 
-def taste_matrix(track_lists, pos_lists, neg_lists, row_of: dict, vectors: np.ndarray,
+def taste_matrix(track_lists, pos_lists, neg_lists, row_of, vectors: np.ndarray,
                  push: float = Rules.push) -> tuple[np.ndarray, np.ndarray]:
     """Taste vectors of many users at once: (B, d) float32 and a (B,) mask of users that have one.
 
-    `row_of` maps a track id to its row in `vectors`; tracks the model does not know are ignored.
+    `row_of` maps track ids to rows of `vectors`: a dict, or a function of an id array giving rows
+    (-1 unknown, as `common.catalogue.Catalogue.rows`); tracks the model does not know are ignored.
+    Only the rows the users name are read, so the cost follows the users' tracks, not the catalogue.
     """
     from scipy import sparse
 
-    b, n = len(track_lists), len(vectors)
-    rows, cols, pw, nw = [], [], [], []
-    for r, (ids, ps, ns) in enumerate(zip(track_lists, pos_lists, neg_lists)):
-        for t, p, q in zip(ids, ps, ns):
-            c = row_of.get(int(t))
-            if c is not None:
-                rows.append(r), cols.append(c), pw.append(p), nw.append(q)
-    P = sparse.csr_matrix((pw, (rows, cols)), shape=(b, n), dtype=np.float64)
-    N = sparse.csr_matrix((nw, (rows, cols)), shape=(b, n), dtype=np.float64)
-    v = np.asarray(vectors, dtype=np.float64)
+    b = len(track_lists)
+    lens = np.fromiter((len(x) for x in track_lists), dtype=np.int64, count=b)
+    total = int(lens.sum())
+    flat = np.fromiter((int(t) for x in track_lists for t in x), dtype=np.int64, count=total)
+    pw = np.fromiter((float(p) for x in pos_lists for p in x), dtype=np.float64, count=total)
+    nw = np.fromiter((float(q) for x in neg_lists for q in x), dtype=np.float64, count=total)
+    if callable(row_of):
+        cols = np.asarray(row_of(flat), dtype=np.int64)
+    else:
+        cols = np.fromiter((row_of.get(int(t), -1) for t in flat), dtype=np.int64, count=total)
+    users = np.repeat(np.arange(b), lens)
+    keep = cols >= 0
+    used, local = np.unique(cols[keep], return_inverse=True)
+    v = np.asarray(vectors[used], dtype=np.float64).reshape(len(used), -1)
+    shape = (b, len(used))
+    P = sparse.csr_matrix((pw[keep], (users[keep], local)), shape=shape, dtype=np.float64)
+    N = sparse.csr_matrix((nw[keep], (users[keep], local)), shape=shape, dtype=np.float64)
     wp = np.asarray(P.sum(axis=1)).ravel()
     wn = np.asarray(N.sum(axis=1)).ravel()
     has = wp > 0
-    out = np.zeros((b, v.shape[1]), dtype=np.float64)
+    out = np.zeros((b, np.shape(vectors)[1]), dtype=np.float64)
     if has.any():
         psum, nsum = P @ v, N @ v
         p = psum[has] / wp[has, None]

@@ -42,11 +42,11 @@ def main(argv=None) -> int:
     import time
 
     from conf import get_settings
-    from simulator.behaviour import SimCatalogue, Simulator
+    from simulator.behaviour import Simulator, load_catalogue
 
     settings = get_settings()
     try:
-        cat = SimCatalogue.from_store(settings, args.model_version)
+        cat = load_catalogue(settings, args.model_version)
         sim = Simulator(cat, args.users, seed=args.seed, concurrent=args.sessions, bad_rate=args.bad_rate,
                         run_id=f"sim{args.seed}-{int(time.time())}")
     except (LookupError, FileNotFoundError, ValueError) as exc:

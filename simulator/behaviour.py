@@ -20,40 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.catalogue import DEFAULT_DURATION_S, Catalogue
+
 BAD_KINDS = ("malformed_json", "missing_field", "wrong_type", "unknown_track", "unknown_action", "bad_time")
 
 
-@dataclass
-class SimCatalogue:
-    ids: np.ndarray            # (n,) track ids
-    vectors: np.ndarray        # (n, d) the tracks in the model's space
-    genre: list                # (n,) genre_top or None
-    listens: np.ndarray        # (n,) popularity
-    duration: np.ndarray       # (n,) seconds (0: unknown, 30 s is assumed)
+def load_catalogue(settings, model_version: str | None = None) -> Catalogue:
+    """The current (or the given) model's catalogue: its vectors with genres, listens and durations."""
+    from jobs.model_store import load_bundle, load_catalogue as model_catalogue
 
-    def __post_init__(self):
-        self.ids = np.asarray(self.ids, dtype=np.int64)
-        self.vectors = np.asarray(self.vectors, dtype=np.float64)
-        self.listens = np.asarray(self.listens, dtype=np.float64)
-        self.duration = np.where(np.asarray(self.duration, dtype=np.float64) > 0, self.duration, 30.0)
-        self.genres = sorted({g for g in self.genre if g})
-        self.rows_of_genre = {g: np.array([i for i, x in enumerate(self.genre) if x == g]) for g in self.genres}
-
-    @classmethod
-    def from_store(cls, settings, model_version: str | None = None) -> "SimCatalogue":
-        """The current model's catalogue (vectors) with genres, listens and durations from `tracks`."""
-        from common.store import database
-        from jobs.model_store import load_bundle
-
-        bundle = load_bundle(settings, model_version)
-        meta = {int(d["_id"]): d for d in database(settings, 10_000)[settings.coll_tracks].find(
-            {}, {"genre_top": 1, "listens": 1, "duration": 1})}
-        rows = [meta.get(int(t), {}) for t in bundle.ids]
-        return cls(bundle.ids, bundle.vectors, [r.get("genre_top") for r in rows],
-                   [r.get("listens") or 0 for r in rows], [r.get("duration") or 0 for r in rows])
-
-    def __len__(self) -> int:
-        return len(self.ids)
+    return model_catalogue(settings, load_bundle(settings, model_version))
 
 
 def zipf_weights(listens: np.ndarray, s: float) -> np.ndarray:
@@ -93,7 +69,7 @@ class _Session:
 class Simulator:
     """Events of `n_users` listeners over `catalogue`; `next(now_ms)` gives one (key, value) record."""
 
-    def __init__(self, catalogue: SimCatalogue, n_users: int, *, seed: int = 0, concurrent: int | None = None,
+    def __init__(self, catalogue: Catalogue, n_users: int, *, seed: int = 0, concurrent: int | None = None,
                  bad_rate: float = 0.0, behaviour: Behaviour = Behaviour(), user_prefix: str = "user-",
                  run_id: str | None = None):
         if len(catalogue) == 0 or not catalogue.genres:
@@ -171,7 +147,7 @@ class Simulator:
         """(action, track row, ms_played) events of one track."""
         rng = self.rng
         row = self.pick_track(s.user)
-        dur_ms = int(self.cat.duration[row] * 1000)
+        dur_ms = int((self.cat.duration[row] or DEFAULT_DURATION_S) * 1000)
         out = [("play", row, 0)]
         if rng.random() < self.skip_probability(s.user, row):
             if rng.random() < self.b.early_skip_share:

@@ -83,7 +83,7 @@ def build(spark, base: Settings, workdir: Path) -> Pipeline:
     from feature_extraction import corpus
     from feature_extraction import job as extraction
     from jobs.fit_model import run as fit
-    from simulator.behaviour import SimCatalogue, Simulator
+    from simulator.behaviour import Simulator, load_catalogue
     from stack.services import ensure_topics
 
     run = base.topic_activity.rsplit("-", 1)[-1]
@@ -99,7 +99,7 @@ def build(spark, base: Settings, workdir: Path) -> Pipeline:
     summary["extraction"] = extraction.run(spark, s, progress=False)
     summary["models"] = [fit(spark, s, progress=False, tune=False), fit(spark, s, progress=False)]
     ensure_topics(s)
-    sim = Simulator(SimCatalogue.from_store(s), USERS, seed=11, concurrent=USERS, bad_rate=BAD_RATE,
+    sim = Simulator(load_catalogue(s), USERS, seed=11, concurrent=USERS, bad_rate=BAD_RATE,
                     run_id=run)
     p = Pipeline(s, spark, summary, [])
     p.produce(sim.records(EVENTS, now_ms() - EVENTS * 50, 50))   # the last minute of a session, 20 events/s

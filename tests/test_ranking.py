@@ -34,7 +34,7 @@ def cat():
     proj = rng.normal(size=(4 * 8, d))
     proj /= np.linalg.norm(proj, axis=1, keepdims=True)
     index = BandedIndex.build(vectors, ids, proj, bucket_length=6.0, band_size=4)
-    return Catalogue.build(ids, vectors, meta), index
+    return Catalogue.from_documents(ids, vectors, [{"_id": t, **m} for t, m in meta.items()]), index
 
 
 def test_titles_normalise_to_one_song():
@@ -66,13 +66,13 @@ def test_a_users_list_does_not_depend_on_the_rest_of_the_batch(cat):
     rng = np.random.default_rng(1)
     tastes = c.vectors[rng.choice(len(c), 30)].astype(np.float64) + rng.normal(size=(30, 16)) * 0.3
     alone = [R.candidates(index, c, tastes[i:i + 1], 12, [()]) for i in range(30)]
-    together = R.candidates(index, c, tastes, 12, [()] * 30, cells=len(c) * 7)   # blocks of 7
+    together = R.candidates(index, c, tastes, 12, [()] * 30)
     for i, (r, d, n) in enumerate(alone):
         assert np.array_equal(r[0], together[0][i]) and np.array_equal(d[0], together[1][i])
 
 
 def _user(c, liked, heard=(), affinity=None):
-    rows = [c.row_of[t] for t in liked]
+    rows = [c.row(t) for t in liked]
     taste = c.vectors[rows].astype(np.float64).mean(axis=0)
     return Query(taste=taste, heard=tuple(heard) + tuple(liked), positives=tuple((t, 1.0) for t in liked),
                  affinity=affinity or {})
@@ -86,12 +86,12 @@ def test_filters_heard_versions_and_artist_cap(cat):
     assert len(ids) == 10 and len(set(ids)) == 10
     assert not set(ids) & {1000, 1006, 1010, 1011, 1001}
     assert 1002 not in ids                                   # a version of the heard 1001
-    versions = [c.version[c.row_of[t]] for t in ids]
+    versions = [c.version_code[c.row(t)] for t in ids]
     assert len(set(versions)) == len(versions)               # no two versions of one song
     assert sum(1 for t in ids if t in (1003, 1004, 1005)) <= 1
-    artists = [it.artist for it in items]
+    artists = [c.artist[c.row(it.track_id)] for it in items]
     assert max(artists.count(a) for a in artists) <= 2
-    assert all(it.genre_top == "Rock" for it in items[:5])   # close to what they liked
+    assert all(c.genre[c.row(it.track_id)] == "Rock" for it in items[:5])   # close to what they liked
     scores = [it.score for it in items]
     assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
 
@@ -104,10 +104,10 @@ def test_every_similarity_pick_explains_itself_with_the_closest_own_track(cat):
     for it in items:
         if it.reason_track_id is None:
             continue
-        own = [c.vectors[c.row_of[t]] for t in liked]
-        dists = [np.linalg.norm(c.vectors[c.row_of[it.track_id]] - o) for o in own]
+        own = [c.vectors[c.row(t)] for t in liked]
+        dists = [np.linalg.norm(c.vectors[c.row(it.track_id)] - o) for o in own]
         assert it.reason_track_id == liked[int(np.argmin(dists))]
-        assert f"Song {it.reason_track_id}" in it.reason
+        assert it.reason == R.SIMILAR and f"Song {it.reason_track_id}" in R.reason_text(it.to_doc(), c)
     assert any(it.reason_track_id is not None for it in items)
 
 
@@ -117,13 +117,15 @@ def test_cold_start_is_popular_and_becomes_genre_aware(cat):
     assert n[0] == 0
     top = [int(c.ids[r]) for r in c.popular[:5]]
     assert [it.track_id for it in cold] == top
-    assert all(it.reason == "popular on musicrec" and it.reason_track_id is None for it in cold)
+    assert all(it.reason == R.POPULAR and it.reason_track_id is None for it in cold)
+    assert R.reason_text(cold[0].to_doc(), c) == "popular on musicrec"
     # a user who only skipped Rock: popular tracks, Rock last
     [no_rock], _ = R.recommend(index, c, [Query(taste=None, heard=(1000,), affinity={"Rock": -1.0})], 5, 5)
-    assert all(it.genre_top != "Rock" for it in no_rock)
+    assert all(c.genre[c.row(it.track_id)] != "Rock" for it in no_rock)
     # a user who leans to Jazz: popular Jazz first
     [jazz], _ = R.recommend(index, c, [Query(taste=None, affinity={"Jazz": 2.0, "Folk": 0.5})], 8, 8)
-    assert all(it.genre_top == "Jazz" and it.reason == "popular in Jazz" for it in jazz)
+    assert all(c.genre[c.row(it.track_id)] == "Jazz" and R.reason_text(it.to_doc(), c) == "popular in Jazz"
+               for it in jazz)
 
 
 def test_fill_tops_up_when_candidates_run_out(cat):
@@ -152,5 +154,37 @@ def test_sparse_buckets_fall_back_to_the_users_own_tracks(cat):
     assert n_plain[0] == 0 and n_seeded[0] > 0
     found = set(c.ids[rows[0][rows[0] >= 0]])
     assert found and not found & set(liked)                        # neighbours of the seeds, not the seeds
-    seed_mask = index.candidate_mask(c.vectors[[c.row_of[t] for t in liked]]).any(axis=0)
+    seed_mask = index.candidate_mask(c.vectors[[c.row(t) for t in liked]]).any(axis=0)
     assert found <= set(c.ids[seed_mask])                           # they came from the seeds' buckets
+
+
+def test_fills_never_outscore_the_personal_picks_above_them(cat):
+    c, index = cat
+    q = _user(c, [1000])
+    q.heard = tuple(int(t) for t in c.ids[:58])     # nearly all Rock heard: personal picks run out early
+    [items], _ = R.recommend(index, c, [q], k=10, max_per_artist=10, n_candidates=3)
+    kinds = [it.reason for it in items]
+    assert R.SIMILAR in kinds and (R.POPULAR in kinds or R.POPULAR_GENRE in kinds)
+    scores = [it.score for it in items]
+    assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
+    last_personal = max(i for i, it in enumerate(items) if it.reason == R.SIMILAR)
+    assert all(it.score <= items[last_personal].score for it in items[last_personal + 1:])
+
+
+def test_rank_cost_follows_the_candidates_not_the_catalogue():
+    """The same queries against 2k and 40k tracks: the index scores only each query's candidates."""
+    rng = np.random.default_rng(3)
+    d = 16
+    centres = rng.normal(size=(200, d)) * 6
+    proj = rng.normal(size=(8 * 12, d))
+    proj /= np.linalg.norm(proj, axis=1, keepdims=True)
+    out = []
+    for n in (2_000, 40_000):
+        x = (centres[rng.integers(0, 200, n)] + rng.normal(size=(n, d))).astype(np.float32)
+        ids = np.arange(n)
+        index = BandedIndex.build(x, ids, proj, bucket_length=3.0, band_size=8)
+        cat = Catalogue(ids, x, [""] * n, [""] * n, [""] * n, np.ones(n), np.full(n, 30.0), [""] * n)
+        tastes = x[:200].astype(np.float64) + 0.05
+        _, _, n_cand = R.candidates(index, cat, tastes, 20, [()] * 200)
+        out.append(n_cand.mean() / n)
+    assert out[1] < 0.1 and out[1] < out[0]       # a shrinking share of a growing catalogue is scored

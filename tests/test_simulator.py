@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from jobs import events as ev
-from simulator.behaviour import BAD_KINDS, SimCatalogue, Simulator, zipf_weights
+from common.catalogue import Catalogue
+from simulator.behaviour import BAD_KINDS, Simulator, zipf_weights
 
 GENRES = ["Rock", "Folk", "Jazz", "Electronic"]
 
@@ -22,8 +23,8 @@ def cat():
     centres = rng.normal(size=(4, 8)) * 5
     g = np.repeat(np.arange(4), 100)
     vectors = centres[g] + rng.normal(size=(400, 8))
-    return SimCatalogue(np.arange(1, 401), vectors, [GENRES[i] for i in g], rng.integers(0, 5000, 400),
-                        np.full(400, 30.0))
+    return Catalogue(np.arange(1, 401), vectors, [""] * 400, [""] * 400, [GENRES[i] for i in g],
+                     rng.integers(0, 5000, 400), np.full(400, 30.0), [""] * 400)
 
 
 def decode(records):

@@ -13,12 +13,13 @@ from jobs import events as ev
 from jobs import recommend_stream as rs
 from jobs import stream_sink as sk
 from jobs import taste
-from jobs.stream_batch import BatchWriter
+from common.catalogue import Catalogue
+from jobs import ranking
+from jobs import stream_batch as sb
 from jobs.lsh import BandedIndex
-from jobs.ranking import Catalogue
 
 T0 = 1_795_000_000_000
-KNOWN = rs.Known.of([10, 11, 12, 13, 14], [30.0, 30.0, 0.0, 200.0, 30.0])
+KNOWN = Catalogue.of_ids([10, 11, 12, 13, 14], [30.0, 30.0, 0.0, 200.0, 30.0])
 RULES, LIMITS = taste.Rules(), ev.Limits()
 
 
@@ -35,7 +36,8 @@ def event(i, track, action="complete", ms=30_000, user="u1", t=None):
 
 def test_known_catalogue_lookup():
     assert 12 in KNOWN and 99 not in KNOWN and 9 not in KNOWN
-    assert KNOWN.duration(13) == 200.0 and KNOWN.duration(12) is None and KNOWN.duration(99) is None
+    assert KNOWN.duration_of(13) == 200.0 and KNOWN.duration_of(12) is None and KNOWN.duration_of(99) is None
+    assert "x" not in KNOWN and 2**70 not in KNOWN
 
 
 def test_valid_events_update_the_state_and_emit_user_and_event_rows():
@@ -108,25 +110,28 @@ class MemorySink:
         self.batches[doc["_id"]] = doc
 
 
+    def maybe_trim_activity(self):
+        return 0
+
+
 @pytest.fixture(scope="module")
-def writer():
+def served():
     rng = np.random.default_rng(0)
     ids = np.arange(10, 40)
     vectors = rng.normal(size=(30, 6)).astype(np.float32)
-    meta = {int(t): {"title": f"T{t}", "artist": f"A{t % 7}", "genre_top": ["Rock", "Jazz"][t % 2],
-                     "listens": int(t), "duration": 30.0} for t in ids}
+    docs = [{"_id": int(t), "title": f"T{t}", "artist": f"A{t % 7}", "genre_top": ["Rock", "Jazz"][t % 2],
+             "listens": int(t), "duration": 30.0} for t in ids]
     proj = rng.normal(size=(16, 6))
     proj /= np.linalg.norm(proj, axis=1, keepdims=True)
-    bundle = SimpleNamespace(version="v-test", index=lambda: BandedIndex.build(vectors, ids, proj, 3.0, 4))
-    settings = SimpleNamespace(top_k=5, max_per_artist=2)
-    return BatchWriter(settings, bundle, Catalogue.build(ids, vectors, meta), sink=MemorySink())
+    return sb.Served(Catalogue.from_documents(ids, vectors, docs, version="v-test"),
+                     BandedIndex.build(vectors, ids, proj, 3.0, 4))
 
 
 def batch_frame(records):
     rows = []
     for user in ("u1", "u2"):
         mine = [r for r in records if json.loads(r.value)["user_id"] == user]
-        _, out = rs.process_user(user, mine, taste.UserState(), rs.Known.of(range(10, 40), [30.0] * 30),
+        _, out = rs.process_user(user, mine, taste.UserState(), Catalogue.of_ids(range(10, 40), [30.0] * 30),
                                  RULES, LIMITS)
         rows += [r.asDict() for r in out]
     rows.append(rs._out(kind="dead", raw=b"{x", key=b"u9", reason="malformed_json: x", topic="t", partition=1,
@@ -134,14 +139,26 @@ def batch_frame(records):
     return pd.DataFrame(rows, columns=[n for n, _ in rs.OUT_FIELDS])
 
 
-def test_a_replayed_batch_writes_the_same_documents(writer):
+def serve(pdf, served, sink, batch_id):
+    """What the micro-batch's tasks and then the driver do, here with the rows split into two tasks."""
+    half = len(pdf) // 2
+    users = pdf["user_id"].fillna("")
+    parts = [pdf[users <= "u1"], pdf[users > "u1"]]
+    assert half and all(len(p) for p in parts)
+    rows = [sb.serve_frame(p, served, sink, batch_id=batch_id, top_k=5, max_per_artist=2, feed_size=500)
+            for p in parts]
+    return sb.merge_metrics(rows, batch_id, served.version, duration_ms=10)
+
+
+def test_a_replayed_batch_writes_the_same_documents(served):
+    sink = MemorySink()
     records = [rec(event(i, 10 + (i * 7) % 30, ["play", "complete", "like", "skip"][i % 4], 3000,
                          user=["u1", "u2"][i % 2]), i, key=["u1", "u2"][i % 2]) for i in range(12)]
     pdf = batch_frame(records)
-    first = writer.process(pdf, 7)
-    docs1 = {k: dict(v) for k, v in writer.sink.recs.items()}
-    second = writer.process(pdf.sample(frac=1.0, random_state=3), 7)   # same batch, rows in another order
-    docs2 = writer.sink.recs
+    first = serve(pdf, served, sink, 7)
+    docs1 = {k: dict(v) for k, v in sink.recs.items()}
+    second = serve(pdf.sample(frac=1.0, random_state=3), served, sink, 7)   # same batch, rows in another order
+    docs2 = sink.recs
     assert set(docs1) == {"u1", "u2"}
     for u in docs1:
         assert sk.comparable(docs1[u]) == sk.comparable(docs2[u])
@@ -149,18 +166,31 @@ def test_a_replayed_batch_writes_the_same_documents(writer):
     d = docs1["u1"]
     heard = {json.loads(r.value)["track_id"] for r in records if json.loads(r.value)["user_id"] == "u1"}
     assert len(d["items"]) == 5 and not heard & {it["track_id"] for it in d["items"]}
+    assert all(it.get("kind", it["reason"]) in (ranking.SIMILAR, ranking.TASTE, ranking.POPULAR,
+                                                ranking.POPULAR_GENRE) for it in d["items"])
     assert d["batch_id"] == 7 and d["model_version"] == "v-test" and d["n_events"] == 6
     assert d["offsets"] == {"topic": "t", "partition": 0, "offset": 10}
     assert d["event_time_max"] == datetime.fromtimestamp((T0 + 10_000) / 1000, tz=timezone.utc)
     assert first["users"] == 2 and first["events"] == 12 and first["dead"] == 1 and first["rows"] == 13
-    assert {o["partition"] for o in first["offsets"]} == {0, 1}
+    assert first["tasks"] == 2 and {o["partition"] for o in first["offsets"]} == {0, 1}
     assert first["latency_ms_p50"] is not None
-    assert writer.sink.dead["t-1-77"]["code"] == "malformed_json" and writer.sink.dead["t-1-77"]["raw"] == "{x"
-    assert len(writer.sink.feed) == 12
-    for k in ("duration_ms", "read_ms", "rank_ms", "write_ms", "written_at", "latency_ms_p50", "latency_ms_p95",
+    assert sink.dead["t-1-77"]["code"] == "malformed_json" and sink.dead["t-1-77"]["raw"] == "{x"
+    assert len(sink.feed) == 12
+    for k in ("duration_ms", "spark_ms", "rank_ms", "write_ms", "written_at", "latency_ms_p50", "latency_ms_p95",
               "latency_ms_p99", "latency_hist"):
         first.pop(k), second.pop(k)
     assert first == second
+
+
+def test_the_served_model_ships_as_one_file_named_by_its_content(served, tmp_path):
+    back = sb.Served.read(served.save(tmp_path))
+    assert back.version == "v-test" and back.name == served.name
+    assert np.array_equal(back.catalogue.ids, served.catalogue.ids) and list(back.catalogue.title) == list(
+        served.catalogue.title)
+    q = served.catalogue.vectors[:4]
+    for a, b in zip(served.index.query(q, 5), back.index.query(q, 5)):     # the index is not re-hashed
+        assert np.array_equal(a, b)
+    assert served.save(tmp_path) == str(tmp_path / served.name)            # saved once
 
 
 def test_latency_histograms_merge_into_percentiles():
@@ -189,10 +219,10 @@ def test_dead_letter_documents_truncate_huge_raw_values():
 
 
 def test_the_catalogue_ships_as_a_file_named_by_its_content(tmp_path):
-    a = rs.Known.of([3, 1, 2], [30.0, 10.0, 0.0])
-    b = rs.Known.of([1, 2, 3], [10.0, 0.0, 30.0])
-    c = rs.Known.of([1, 2, 4], [10.0, 0.0, 30.0])
+    a = Catalogue.of_ids([3, 1, 2], [30.0, 10.0, 0.0])
+    b = Catalogue.of_ids([3, 1, 2], [30.0, 10.0, 0.0])
+    c = Catalogue.of_ids([1, 2, 4], [10.0, 0.0, 30.0])
     assert a.name == b.name != c.name
-    back = rs.Known.read(a.save(tmp_path))
-    assert list(back.ids) == [1, 2, 3] and back.duration(1) == 10.0 and back.duration(2) is None and 3 in back
+    back, _ = Catalogue.read(a.save(tmp_path))
+    assert list(back.ids) == [3, 1, 2] and back.duration_of(1) == 10.0 and back.duration_of(2) is None and 3 in back
     assert a.save(tmp_path) == str(tmp_path / a.name)      # saved once

@@ -77,4 +77,25 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" MUSICREC_ROOT="${MUSICREC_R
 cmd+=("${args[@]}")
 
 if [ "$dry_run" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; exit 0; fi
-exec "${cmd[@]}"
+# Ctrl-C and SIGTERM are for the Python driver. The JVM starts with both ignored (otherwise its shutdown
+# hooks stop the SparkContext under a running job); this script forwards them to the driver as SIGTERM
+# (the streaming job then stops between micro-batches and exits 0; common/spark.py gives other drivers
+# the default handling back). Without a local Python driver (cluster deploy mode) the JVM is stopped.
+trap '' INT TERM
+"${cmd[@]}" &
+jvm=$!
+forward() {
+  local sent=0 p
+  for p in $(ps -o pid= --ppid "$jvm" 2>/dev/null); do
+    case "$(ps -o args= -p "$p" 2>/dev/null)" in
+      *pyspark.daemon*|*pyspark.worker*|"") ;;
+      *) kill -TERM "$p" 2>/dev/null && sent=1 ;;
+    esac
+  done
+  [ "$sent" = 1 ] || kill -KILL "$jvm" 2>/dev/null || true
+}
+trap forward INT TERM
+set +e
+while :; do wait "$jvm"; rc=$?; kill -0 "$jvm" 2>/dev/null || break; done   # a trapped signal ends a wait early
+wait "$jvm" 2>/dev/null; last=$?; [ "$last" = 127 ] || rc=$last
+exit "$rc"

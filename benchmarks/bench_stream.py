@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from conf import Settings, get_settings  # noqa: E402
 
 SYNTH_DB = "musicrec_bench_stream"
-SYNTH_VERSION = "synthetic-100k-v1"
+SYNTH_VERSION = "synthetic-v1"
 TARGET_P95_MS = 1000.0
 
 
@@ -59,7 +59,8 @@ def synthetic_catalogue(base: Settings, n: int, models_dir: Path) -> Settings:
     from common.store import database
     from jobs.model_store import ModelBundle, bundle_path, current_version, set_current
 
-    s = base.model_copy(update={"mongo_db": SYNTH_DB, "models_dir": models_dir})
+    s = base.model_copy(update={"mongo_db": SYNTH_DB, "models_dir": models_dir, "coll_tracks": f"tracks_{n}",
+                                "coll_models": f"models_{n}"})
     db = database(s, 30_000)
     version = f"{SYNTH_VERSION}-{n}"
     if current_version(s) == version and bundle_path(s, version).exists() and \
@@ -183,7 +184,7 @@ def one_run(spark, base: Settings, bundle, catalogue, name: str, rate: float, tr
     return {"catalogue": name, "trigger": trigger, "rate": rate, "events": events, "slope": slope,
             "end_backlog": end_backlog, "drain_s": drain_s if how == "idle" else float("nan"),
             "sustained": sustained, "p50": p50, "p95": p95, "p99": p99, "batches": len(batches),
-            "batch_ms": mean("duration_ms"), "users": mean("users"), "spark_ms": mean("read_ms"),
+            "batch_ms": mean("duration_ms"), "users": mean("users"), "spark_ms": mean("spark_ms"),
             "rank_ms": mean("rank_ms"), "write_ms": mean("write_ms"), "sim": out.strip().splitlines()[-1]}
 
 
@@ -191,7 +192,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
     """Events/s drained from a backlog with trigger 0 (large micro-batches)."""
     from common.store import database
     from jobs import recommend_stream as rs
-    from simulator.behaviour import SimCatalogue, Simulator
+    from simulator.behaviour import Simulator
     from simulator.produce import produce_records
     from stack.services import ensure_topics
 
@@ -202,8 +203,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
     for c in (s.coll_recommendations, s.coll_batches):
         db[c].drop()
     ensure_topics(s)
-    sim = Simulator(SimCatalogue(catalogue.ids, catalogue.vectors, catalogue.genre, catalogue.listens,
-                                 catalogue.duration), args.users, seed=5, concurrent=args.sessions)
+    sim = Simulator(catalogue, args.users, seed=5, concurrent=args.sessions)
     produce_records(s, sim.records(args.ceiling_events, int(time.time() * 1000) - 30_000, 1))
     query = rs.run(spark, s, bundle=bundle, catalogue=catalogue, trigger_seconds=0.0)
     try:
@@ -218,6 +218,89 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
     return {"catalogue": name, "events_per_s": rate, "batches": len(batches), "drained": how == "idle",
             "users_per_batch": float(np.mean([b["users"] for b in batches])) if batches else float("nan"),
             "batch_ms": float(np.mean([b["duration_ms"] for b in batches])) if batches else float("nan")}
+
+
+# --- rank cost and write cost, without Spark ----------------------------------------------------------------
+
+def user_frame(cat, users: int, events_per_user: int, seed: int = 3):
+    """The `user` rows a task ranks: simulated listeners' states after about `events_per_user` events."""
+    import pandas as pd
+
+    from jobs import events as ev
+    from jobs import taste
+    from simulator.behaviour import Simulator
+
+    sim = Simulator(cat, users, seed=seed, concurrent=users)
+    rules, states = taste.Rules(), {}
+    for key, value in sim.records(users * events_per_user, int(time.time() * 1000) - 3_600_000, 1):
+        e = ev.parse(value.encode(), key=key, ref_ms=int(time.time() * 1000), known=cat)
+        if isinstance(e, ev.Event):
+            states[e.user_id] = taste.apply(states.get(e.user_id, taste.UserState()), e, rules,
+                                            cat.duration_of(e.track_id))
+    return pd.DataFrame([{"user_id": u, "track_ids": list(st.track_ids), "pos": list(st.pos), "neg": list(st.neg),
+                          "heard": list(st.heard)} for u, st in sorted(states.items())])
+
+
+def rank_cost(name: str, bundle, cat, users: int, repeats: int = 3) -> dict:
+    """Milliseconds per user of `stream_batch.recommend` (taste, LSH candidates, re-rank, filters,
+    reasons) on one core, as one task runs it, for batches of `users` users; best of `repeats`."""
+    import numba
+
+    from jobs import stream_batch as sb
+
+    numba.set_num_threads(1)
+    served = sb.Served.of(bundle, cat)
+    frame = user_frame(cat, users, 20)
+    sb.recommend(served, frame.head(5), 10, 2)          # compiled kernels loaded
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        _, n_cand = sb.recommend(served, frame, 10, 2)
+        best = min(best, time.perf_counter() - t)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    return {"catalogue": name, "tracks": len(cat), "users": len(frame), "ms_per_user": 1000 * best / len(frame),
+            "candidates": float(np.mean(n_cand)), "candidate_share": float(np.mean(n_cand)) / len(cat)}
+
+
+def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
+    """Milliseconds per user of writing recommendation documents (upserts over `users` existing users),
+    with and without the titles copied into the items, from one writer and from two at once (the two
+    tasks of a micro-batch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import bson
+
+    from common.store import database
+    from jobs import stream_batch as sb
+    from jobs import stream_sink as sk
+
+    served = sb.Served.of(bundle, cat)
+    frame = user_frame(cat, users, 20, seed=9)
+    items, n_cand = sb.recommend(served, frame, 10, 2)
+    s = outputs(base).model_copy(update={"coll_recommendations": "bench_write_cost"})
+    db = database(s, 30_000)
+    out = []
+    for text in (True, False):
+        sb.ITEM_TEXT = text
+        docs = [sk.recommendation_doc(u, [sb.item_doc(it, cat) for it in its], model_version=bundle.version,
+                                      event_time_max_ms=0, n_events=1, offsets={"topic": "t", "partition": 0,
+                                                                                "offset": 0},
+                                      batch_id=0, updated_at=sk.now_utc(), candidates=int(c))
+                for u, its, c in zip(frame["user_id"], items, n_cand)]
+        size = float(np.mean([len(bson.encode(d)) for d in docs]))
+        db[s.coll_recommendations].drop()
+        sk.Sink(s, db).write_recommendations(docs)              # the users exist: the next writes replace
+        for writers in (1, 2):
+            sinks = [sk.Sink(s, database(s, 30_000)) for _ in range(writers)]
+            parts = [docs[i::writers] for i in range(writers)]
+            t = time.perf_counter()
+            with ThreadPoolExecutor(writers) as pool:
+                list(pool.map(lambda a: a[0].write_recommendations(a[1]), zip(sinks, parts)))
+            out.append({"items": "ids + titles" if text else "ids only", "bytes": size, "writers": writers,
+                        "ms_per_user": 1000 * (time.perf_counter() - t) / len(docs)})
+    sb.ITEM_TEXT = True
+    db[s.coll_recommendations].drop()
+    return out
 
 
 # --- the table ------------------------------------------------------------------------------------------
@@ -246,29 +329,36 @@ def table(rows: list[dict], ceilings: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench_stream.py", description=__doc__.splitlines()[0])
-    p.add_argument("--catalogues", default="demo,synthetic", help="demo and/or synthetic")
+    p.add_argument("--catalogues", default="demo,10k,100k",
+                   help="demo (the current model) and/or synthetic sizes such as 10k, 100k")
     p.add_argument("--rates", default="100,1000,5000")
     p.add_argument("--triggers", default="0,0.25")
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--sessions", type=int, default=2_000)
-    p.add_argument("--tracks", type=int, default=100_000, help="size of the synthetic catalogue")
+    p.add_argument("--rank-users", type=int, default=2000, help="users of the rank-cost table (0: none)")
+    p.add_argument("--write-users", type=int, default=2000, help="users of the write-cost table (0: none)")
     p.add_argument("--warmup", type=float, default=10.0)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--drain", type=float, default=60.0, help="longest wait for the backlog to drain")
     p.add_argument("--ceiling-events", type=int, default=30_000, help="0: no ceiling runs")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
-    rates = [float(x) for x in args.rates.split(",")]
+    rates = [float(x) for x in args.rates.split(",") if x.strip()]
     triggers = [float(x) for x in args.triggers.split(",")]
     names = [x.strip() for x in args.catalogues.split(",") if x.strip()]
-    if set(names) - {"demo", "synthetic"}:
-        p.error("--catalogues takes demo and/or synthetic")
+    sizes = {}
+    for n in names:
+        if n != "demo":
+            try:
+                sizes[n] = int(float(n.lower().rstrip("k")) * (1000 if n.lower().endswith("k") else 1))
+            except ValueError:
+                p.error(f"--catalogues: {n!r} is neither demo nor a size such as 10k")
 
     from common.spark import build_session
     from common.store import client
     from jobs import recommend_stream as rs
     from jobs.model_store import load_bundle
-    from jobs.stream_batch import load_catalogue
+    from jobs.model_store import load_catalogue
 
     base = get_settings()
     try:
@@ -289,7 +379,7 @@ def main(argv=None) -> int:
                 continue
             s = base
         else:
-            s = synthetic_catalogue(base, args.tracks, Path(args.tmp).parent / "musicrec_bench_stream_models")
+            s = synthetic_catalogue(base, sizes[name], Path(args.tmp).parent / "musicrec_bench_stream_models")
             bundle = load_bundle(s)
         t = time.monotonic()
         cat = load_catalogue(s, bundle)
@@ -300,6 +390,18 @@ def main(argv=None) -> int:
     if not catalogues:
         print("bench_stream: error: no catalogue to run on", file=sys.stderr)
         return 1
+
+    ranks, writes = [], []
+    if args.rank_users:
+        for name, s, bundle, cat in catalogues:
+            ranks.append(rank_cost(name, bundle, cat, args.rank_users))
+            print(f"  {name}: rank {ranks[-1]['ms_per_user']:.3f} ms per user, "
+                  f"{ranks[-1]['candidates']:.0f} candidates", flush=True)
+    if args.write_users:
+        name, s, bundle, cat = catalogues[0]
+        writes = write_cost(base, bundle, cat, args.write_users)
+        for w in writes:
+            print(f"  write: {w}", flush=True)
 
     spark = build_session(base, "bench-stream", rs.STREAM_CONF)
     rows, ceilings = [], []
@@ -323,8 +425,29 @@ def main(argv=None) -> int:
     print(f"Streaming recommender, local[2] on {os.cpu_count()} cores, {args.users} users ({args.sessions} in a "
           f"session at a time), store {base.mongo_uri}; target p95 <= {TARGET_P95_MS:.0f} ms at 1000/s sustained")
     print(table(rows, ceilings))
+    if ranks:
+        print()
+        print(f"Rank cost per user (one core, batches of {args.rank_users} simulated users; ratio against the "
+              f"smallest catalogue of this run)")
+        print("catalogue | tracks | LSH candidates | share of catalogue | ms per user | vs smallest")
+        print("--- | --- | --- | --- | --- | ---")
+        small = min(ranks, key=lambda r: r["tracks"])["ms_per_user"]
+        for r in ranks:
+            print(f"{r['catalogue']} | {r['tracks']} | {r['candidates']:.0f} | {r['candidate_share']:.1%} | "
+                  f"{r['ms_per_user']:.3f} | {r['ms_per_user'] / small:.2f}x")
+    if writes:
+        print()
+        print(f"Write cost per user ({args.write_users} existing users' documents replaced; ratio against one writer "
+              f"with titles in the items)")
+        print("items | bytes per document | writers | ms per user | vs baseline")
+        print("--- | --- | --- | --- | ---")
+        b = writes[0]["ms_per_user"]
+        for w in writes:
+            print(f"{w['items']} | {w['bytes']:.0f} | {w['writers']} | {w['ms_per_user']:.3f} | "
+                  f"{w['ms_per_user'] / b:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "ceilings": ceilings}, indent=1, default=str))
+        Path(args.json).write_text(json.dumps({"rows": rows, "ceilings": ceilings, "rank": ranks, "write": writes},
+                                              indent=1, default=str))
     return 0
 
 

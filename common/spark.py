@@ -16,9 +16,24 @@ def connector_jars(settings: Settings) -> list[str]:
     return sorted(str(p) for p in settings.jars_dir.glob("*.jar"))
 
 
+def default_signals() -> None:
+    """spark-submit.sh starts the JVM, and so the Python driver, with SIGINT and SIGTERM ignored (so that
+    the driver alone decides how to stop): give them their default handling back in the driver."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def build_session(settings: Settings, app: str, extra: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
+    default_signals()
     builder = SparkSession.builder.appName(f"{settings.spark_app_prefix}-{app}")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain Python; spark-submit's PythonRunner sets it
         builder = builder.master(settings.spark_master).config("spark.pyspark.python", sys.executable)

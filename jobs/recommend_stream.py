@@ -315,13 +315,47 @@ def caught_up(query, settings: Settings) -> bool:
     return not any(latest.values())
 
 
+class StopSignal:
+    """SIGTERM and Ctrl-C ask the query to stop; `wait` then stops it between two micro-batches."""
+
+    def __init__(self):
+        self.name: str | None = None
+
+    def install(self) -> "StopSignal":
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        self.name = self.name or signal.Signals(signum).name
+
+    def __bool__(self) -> bool:
+        return self.name is not None
+
+
+def stop_between_batches(query, timeout: float = 120.0, poll: float = 0.02) -> None:
+    """Stop the query once no micro-batch is running (or after `timeout` seconds anyway)."""
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(poll)
+    query.stop()
+
+
 def wait(query, settings: Settings, *, timeout: float | None = None, until_idle: float | None = None,
-         poll: float = 0.5) -> str:
-    """Block until the query fails (raises), `timeout` seconds pass, or it has read everything in the
-    topic and nothing new came for `until_idle` seconds. Returns "timeout", "idle" or "stopped"."""
+         poll: float = 0.5, stop: StopSignal | None = None) -> str:
+    """Block until the query fails (raises), `timeout` seconds pass, it has read everything in the topic
+    and nothing new came for `until_idle` seconds, or `stop` is signalled (the query is then stopped
+    between micro-batches). Returns "timeout", "idle", "stopped" or the signal's name."""
     start = time.monotonic()
     idle_since = None
     while True:
+        if stop:
+            stop_between_batches(query)
+            return stop.name
         if query.exception() is not None:
             raise RuntimeError(f"{QUERY_NAME} failed: {query.exception()}")
         if not query.isActive:
@@ -336,7 +370,10 @@ def wait(query, settings: Settings, *, timeout: float | None = None, until_idle:
                     return "idle"
             else:
                 idle_since = None
-        time.sleep(poll)
+        for _ in range(max(1, int(poll / 0.05))):
+            if stop:
+                break
+            time.sleep(min(poll, 0.05))
 
 
 # Spark 4.1.1 bug SPARK-55271 (apache/spark#55236): the first micro-batch after a restart that retries an
@@ -351,16 +388,18 @@ def is_spark_55271(exc: BaseException) -> bool:
     return SPARK_55271 in text and "IterableOps.map" in text
 
 
-def serve(spark, settings: Settings, *, bundle=None, timeout: float | None = None, until_idle: float | None = None,
-          trigger_seconds: float | None = None, restarts: int = 3, log=print) -> dict:
-    """Run the query until `timeout` / idle, restarting it after the SPARK-55271 failure; a summary."""
+def serve(spark, settings: Settings, *, bundle=None, model_version: str | None = None, timeout: float | None = None,
+          until_idle: float | None = None, trigger_seconds: float | None = None, restarts: int = 3, log=print,
+          stop: StopSignal | None = None) -> dict:
+    """Run the query until `timeout` / idle / `stop`, restarting it after the SPARK-55271 failure; a summary."""
     start = time.monotonic()
     totals = {"batches": 0, "users_written": 0, "restarts": 0}
     for attempt in range(restarts + 1):
-        query = run(spark, settings, bundle=bundle, trigger_seconds=trigger_seconds)
+        query = run(spark, settings, bundle=bundle, model_version=model_version, trigger_seconds=trigger_seconds,
+                    log=log)
         try:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-            totals["how"] = wait(query, settings, timeout=left, until_idle=until_idle)
+            totals["how"] = wait(query, settings, timeout=left, until_idle=until_idle, stop=stop)
             return totals
         except RuntimeError as exc:
             if attempt < restarts and is_spark_55271(exc):
@@ -412,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     from conf import get_settings
 
     settings = get_settings()
+    stop = StopSignal().install()       # from here on, SIGTERM and Ctrl-C stop between micro-batches
     _preflight(settings)
     try:
         from jobs.model_store import load_bundle
@@ -421,15 +461,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recommend_stream: error: {exc}", file=sys.stderr)
         return 1
     spark = build_session(settings, QUERY_NAME, STREAM_CONF)
-    print(f"recommend_stream: model {bundle.version}, {len(bundle.ids)} tracks, topic {settings.topic_activity} "
-          f"-> {settings.mongo_db}.{settings.coll_recommendations}, checkpoint {checkpoint_path(settings)}", flush=True)
+    follows = "pinned" if args.model_version else "follows the current model"
+    print(f"recommend_stream: model {bundle.version} ({follows}), {len(bundle.ids)} tracks, topic "
+          f"{settings.topic_activity} -> {settings.mongo_db}.{settings.coll_recommendations}, checkpoint "
+          f"{checkpoint_path(settings)}", flush=True)
     try:
-        summary = serve(spark, settings, bundle=bundle, timeout=args.timeout, until_idle=args.until_idle,
-                        trigger_seconds=args.trigger_seconds, log=lambda m: print(m, flush=True))
-        print(f"recommend_stream: {summary['how']} after {summary['batches']} micro-batches, "
+        summary = serve(spark, settings, model_version=args.model_version, timeout=args.timeout,
+                        until_idle=args.until_idle, trigger_seconds=args.trigger_seconds,
+                        log=lambda m: print(m, flush=True), stop=stop)
+        how = summary["how"]
+        how = f"stopped by {how} between micro-batches" if how.startswith("SIG") else how
+        print(f"recommend_stream: {how} after {summary['batches']} micro-batches, "
               f"{summary['users_written']} recommendation documents written", flush=True)
-    except KeyboardInterrupt:
-        print("recommend_stream: interrupted", flush=True)
     except RuntimeError as exc:
         print(f"recommend_stream: error: {str(exc).splitlines()[0][:500]}", file=sys.stderr, flush=True)
         return 1

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from benchmarks.synthetic import clustered, track_documents
@@ -284,3 +285,71 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model
     assert dead_a == dead_b and len(dead_a) > 0
     events_b = sum(x["events"] for x in mongo[killed.coll_batches].find())
     assert events_b == sum(d["n_events"] for d in b.values())   # a replayed batch rewrites its metrics: nothing lost or twice
+
+
+def test_a_new_current_model_is_served_from_the_next_micro_batch(spark, model, mongo, tmp_path):
+    from dataclasses import replace
+
+    from jobs.model_store import bundle_path, set_current
+
+    base, bundle, genre = model
+    s = stream_settings(base, "switch", tmp_path, coll_models="switch_models")
+    set_current(s, bundle.version)
+    # the second model: the same tracks, each with the vectors of another one (so its lists differ)
+    v2 = replace(bundle, version=f"{bundle.version}-next", vectors=np.roll(bundle.vectors, 97, axis=0), _index=None)
+    v2.save(bundle_path(s, v2.version))
+    tracks = [int(t) for t in bundle.ids[::40]][:8]
+    t0 = now_ms() - 60_000
+
+    def listen(user, first):
+        return [(user, json.dumps({"event_id": f"{user}-{i}", "user_id": user, "track_id": t, "action": "complete",
+                                   "event_time": t0 + first + i, "ms_played": 30_000, "session_id": "s"}))
+                for i, t in enumerate(tracks)]
+
+    logged = []
+    query = rs.run(spark, s, log=logged.append)          # no model given: it follows the current one
+    try:
+        produce_records(s, listen("before", 0))
+        assert rs.wait(query, s, timeout=120, until_idle=1.0) == "idle"
+        set_current(s, v2.version)                        # while the query runs
+        produce_records(s, listen("after", 100))
+        assert rs.wait(query, s, timeout=120, until_idle=1.0) == "idle"
+        assert query.isActive and query.exception() is None
+    finally:
+        query.stop()
+    before = mongo[s.coll_recommendations].find_one({"_id": "before"})
+    after = mongo[s.coll_recommendations].find_one({"_id": "after"})
+    assert before["model_version"] == bundle.version and after["model_version"] == v2.version
+    # the same listening under the two models: the lists differ, so the new vectors ranked it
+    assert [it["track_id"] for it in before["items"]] != [it["track_id"] for it in after["items"]]
+    batches = sorted(mongo[s.coll_batches].find(), key=lambda b: b["_id"])
+    versions = [b["model_version"] for b in batches]
+    assert versions == sorted(versions, key=lambda v: v == v2.version) and versions[-1] == v2.version
+    assert any(v2.version in line for line in logged)
+
+
+def test_sigterm_stops_between_micro_batches_and_exits_0(model, catalogue, tmp_path):
+    base, bundle, genre = model
+    s = stream_settings(base, "sigterm", tmp_path, max_offsets_per_trigger=50)
+    sim = Simulator(catalogue, 30, seed=4, concurrent=10)
+    assert produce_records(s, sim.records(3000, now_ms() - 60_000, 20)).sent == 3000
+    ckpt = s.checkpoint_dir / rs.QUERY_NAME
+    proc = subprocess.Popen(["./spark-submit.sh", "jobs/recommend_stream.py", "--timeout", "300"], cwd=base.root,
+                            env=env_for(s), start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_batches(ckpt / "commits")) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the stream never got going"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)       # to spark-submit.sh, as `kill` or the demo's cleanup sends it
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("recommend_stream: stopped by SIGTERM between micro-batches after"), out[-3000:]
+    assert "Traceback" not in out and "ERROR" not in out, out[-3000:]
+    assert _batches(ckpt / "offsets") == _batches(ckpt / "commits")         # nothing left half done
+    assert len(_batches(ckpt / "commits")) < 3000 // 50                    # it stopped mid-stream

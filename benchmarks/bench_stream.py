@@ -220,6 +220,71 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
             "batch_ms": float(np.mean([b["duration_ms"] for b in batches])) if batches else float("nan")}
 
 
+# --- the per-batch floor ----------------------------------------------------------------------------------
+
+FLOOR_VARIANTS = {
+    "as shipped": {},
+    "RocksDB trackTotalNumberOfRows on": {"spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "true"},
+    "RocksDB changelog checkpointing off": {
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "false"},
+    "one state partition": {"stream_partitions": 1},
+}
+
+
+def floor(spark, base: Settings, bundle, catalogue, name: str, args, variant: str, overrides: dict) -> dict:
+    """Where a small micro-batch's time goes: `--floor-batches` batches of `--floor-events` events from
+    as many users, trigger 0; medians of the query's own progress durations and of our batch metrics."""
+    from common.store import database
+    from jobs import recommend_stream as rs
+    from simulator.behaviour import Simulator
+    from simulator.produce import produce_records
+    from stack.services import ensure_topics
+
+    tag = f"{name}-floor-{uuid.uuid4().hex[:6]}"
+    settings_over = {k: v for k, v in overrides.items() if not k.startswith("spark.")}
+    conf = {k: v for k, v in overrides.items() if k.startswith("spark.")}
+    s = outputs(base).model_copy(update={"topic_activity": f"bench-stream-{tag}", "checkpoint_dir": Path(args.tmp) / tag,
+                                         "max_offsets_per_trigger": args.floor_events, **settings_over})
+    db = database(s, 30_000)
+    for c in (s.coll_recommendations, s.coll_batches):
+        db[c].drop()
+    ensure_topics(s)
+    n = args.floor_events * args.floor_batches
+    sim = Simulator(catalogue, max(args.floor_events, 200), seed=6, concurrent=max(args.floor_events, 200))
+    produce_records(s, sim.records(n, int(time.time() * 1000) - 60_000, 1))
+    saved = {k: spark.conf.get(k, None) for k in conf}
+    for k, v in conf.items():
+        spark.conf.set(k, v)
+    try:
+        query = rs.run(spark, s, bundle=bundle, catalogue=catalogue, trigger_seconds=0.0, log=lambda m: None)
+        try:
+            rs.wait(query, s, timeout=args.drain * 4, until_idle=0.5)
+            progress = [json.loads(p.json) for p in query.recentProgress]
+        finally:
+            query.stop()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+    progress = [p for p in progress if p.get("numInputRows")][3:]          # past the first (cold) batches
+    batches = sorted(db[s.coll_batches].find(), key=lambda b: b["_id"])[3:]
+    med = lambda xs: float(np.median(xs)) if len(xs) else float("nan")  # noqa: E731
+    dur = lambda k: med([p["durationMs"].get(k, 0) for p in progress])  # noqa: E731
+    ops = [p["stateOperators"][0] for p in progress if p.get("stateOperators")]
+    op = lambda k: med([o.get(k, 0) for o in ops])  # noqa: E731
+    custom = lambda k: med([o.get("customMetrics", {}).get(k, 0) for o in ops])  # noqa: E731
+    return {"variant": variant, "batches": len(progress), "trigger_ms": dur("triggerExecution"),
+            "add_batch_ms": dur("addBatch"), "planning_ms": dur("queryPlanning"), "offsets_ms": dur("walCommit") +
+            dur("latestOffset") + dur("commitOffsets"), "state_update_ms": op("allUpdatesTimeMs"),
+            "state_commit_ms": op("commitTimeMs"), "rocksdb_commit_ms": custom("rocksdbCommitCheckpointLatency") +
+            custom("rocksdbCommitFlushLatency") + custom("rocksdbCommitCompactLatency"),
+            "spark_ms": med([b["spark_ms"] for b in batches]), "task_ms": med([b["rank_ms"] + b["write_ms"]
+                                                                                  for b in batches]),
+            "users": med([b["users"] for b in batches])}
+
+
 # --- rank cost and write cost, without Spark ----------------------------------------------------------------
 
 def user_frame(cat, users: int, events_per_user: int, seed: int = 3):
@@ -341,6 +406,9 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--drain", type=float, default=60.0, help="longest wait for the backlog to drain")
     p.add_argument("--ceiling-events", type=int, default=30_000, help="0: no ceiling runs")
+    p.add_argument("--floor", action="store_true", help="also measure the per-batch floor (small batches)")
+    p.add_argument("--floor-events", type=int, default=50, help="events per micro-batch of the floor runs")
+    p.add_argument("--floor-batches", type=int, default=30, help="micro-batches per floor run")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     rates = [float(x) for x in args.rates.split(",") if x.strip()]
@@ -404,8 +472,13 @@ def main(argv=None) -> int:
             print(f"  write: {w}", flush=True)
 
     spark = build_session(base, "bench-stream", rs.STREAM_CONF)
-    rows, ceilings = [], []
+    rows, ceilings, floors = [], [], []
     try:
+        if args.floor:
+            name, s, bundle, cat = catalogues[0]
+            for variant, over in FLOOR_VARIANTS.items():
+                floors.append(floor(spark, s, bundle, cat, name, args, variant, over))
+                print(f"  floor, {variant}: {floors[-1]}", flush=True)
         for name, s, bundle, cat in catalogues:
             for trigger in triggers:
                 for rate in rates:
@@ -425,6 +498,19 @@ def main(argv=None) -> int:
     print(f"Streaming recommender, local[2] on {os.cpu_count()} cores, {args.users} users ({args.sessions} in a "
           f"session at a time), store {base.mongo_uri}; target p95 <= {TARGET_P95_MS:.0f} ms at 1000/s sustained")
     print(table(rows, ceilings))
+    if floors:
+        print()
+        print(f"Per-batch floor: {args.floor_batches} micro-batches of {args.floor_events} events, trigger 0, "
+              f"medians in ms (Spark's progress durations; ratio of the trigger time against the first row)")
+        head = ["variant", "trigger", "vs first", "addBatch", "planning", "offset log + commit", "state update",
+                "state commit", "RocksDB commit", "Spark (ours)", "rank + write (task)", "users"]
+        print(" | ".join(head))
+        print(" | ".join("---" for _ in head))
+        for f in floors:
+            print(" | ".join([f["variant"], f"{f['trigger_ms']:.0f}", f"{f['trigger_ms'] / floors[0]['trigger_ms']:.2f}x"]
+                             + [f"{f[k]:.0f}" for k in ("add_batch_ms", "planning_ms", "offsets_ms", "state_update_ms",
+                                                       "state_commit_ms", "rocksdb_commit_ms", "spark_ms", "task_ms",
+                                                       "users")]))
     if ranks:
         print()
         print(f"Rank cost per user (one core, batches of {args.rank_users} simulated users; ratio against the "
@@ -446,7 +532,8 @@ def main(argv=None) -> int:
             print(f"{w['items']} | {w['bytes']:.0f} | {w['writers']} | {w['ms_per_user']:.3f} | "
                   f"{w['ms_per_user'] / b:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "ceilings": ceilings, "rank": ranks, "write": writes},
+        Path(args.json).write_text(json.dumps({"rows": rows, "ceilings": ceilings, "rank": ranks, "write": writes,
+                                               "floor": floors},
                                               indent=1, default=str))
     return 0
 

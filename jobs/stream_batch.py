@@ -234,20 +234,31 @@ def merge_metrics(rows: list[dict], batch_id: int, model_version: str, duration_
 
 
 class ModelSource:
-    """Which model to serve: a pinned version, or whatever the `models` pointer names (checked per batch)."""
+    """Which model to serve: a pinned version, or whatever the `models` pointer names (read per batch:
+    one find by `_id`)."""
 
     def __init__(self, settings, bundle=None, catalogue: Catalogue | None = None, pinned: bool = False):
         self.settings, self.pinned = settings, pinned
         self.served: Served | None = None
+        self._db = None
         if bundle is not None:
             self.served = Served.of(bundle, catalogue if catalogue is not None else load_catalogue(settings, bundle))
 
+    def current_version(self) -> str | None:
+        from common.store import database
+        from jobs.model_store import CURRENT
+
+        if self._db is None:
+            self._db = database(self.settings, 10_000)
+        doc = self._db[self.settings.coll_models].find_one({"_id": CURRENT})
+        return doc.get("version") if doc else None
+
     def current(self, log=print) -> Served:
-        from jobs.model_store import current_version, load_bundle
+        from jobs.model_store import load_bundle
 
         if self.served is not None and self.pinned:
             return self.served
-        version = current_version(self.settings)
+        version = self.current_version()
         if self.served is None or (version is not None and version != self.served.version):
             bundle = load_bundle(self.settings, version)
             self.served = Served.of(bundle, load_catalogue(self.settings, bundle))

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+# what a recommendation item's `reason` says (the recommendation document's contract: common/contracts.py)
+SIMILAR, TASTE, POPULAR_GENRE, POPULAR = "similar", "taste", "popular_genre", "popular"
 META_FIELDS = {"title": 1, "artist": 1, "genre_top": 1, "listens": 1, "duration": 1, "recording": 1}
 DEFAULT_DURATION_S = 30.0
 
@@ -231,3 +233,17 @@ class Catalogue:
                       z["recording"], str(z["version"]))
             extra = {k[len("extra_"):]: z[k] for k in z.files if k.startswith("extra_")}
         return cat, extra
+
+
+def reason_text(item: dict, catalogue: Catalogue) -> str:
+    """What the reason of a recommendation item says to a listener (titles from the catalogue)."""
+    reason = item.get("reason")
+    if reason == SIMILAR and item.get("reason_track_id") is not None:
+        return f"because you played \u201c{catalogue.label(item['reason_track_id'])}\u201d"
+    if reason == TASTE:
+        return "close to your taste"
+    if reason == POPULAR_GENRE and item.get("genre"):
+        return f"popular in {item['genre']}"
+    if reason == POPULAR:
+        return "popular on musicrec"
+    return str(reason or "")

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.catalogue import Catalogue, normalise_title, version_key  # noqa: F401  (re-exported)
+from common.catalogue import (POPULAR, POPULAR_GENRE, SIMILAR, TASTE, Catalogue,  # noqa: F401  (re-exported)
+                              normalise_title, reason_text, version_key)
 
 SCORE_DECIMALS = 6
 SEED_TRACKS = 3          # the user's strongest tracks, a second candidate source for sparse buckets
-SIMILAR, TASTE, POPULAR_GENRE, POPULAR = "similar", "taste", "popular_genre", "popular"
 
 
 @dataclass
@@ -60,20 +60,6 @@ class Item:
         if self.genre:
             d["genre"] = self.genre
         return d
-
-
-def reason_text(item: dict, catalogue: Catalogue) -> str:
-    """What the reason of an item document says to a listener."""
-    reason = item.get("reason")
-    if reason == SIMILAR and item.get("reason_track_id") is not None:
-        return f"because you played \u201c{catalogue.label(item['reason_track_id'])}\u201d"
-    if reason == TASTE:
-        return "close to your taste"
-    if reason == POPULAR_GENRE and item.get("genre"):
-        return f"popular in {item['genre']}"
-    if reason == POPULAR:
-        return "popular on musicrec"
-    return str(reason or "")
 
 
 # --- candidates -----------------------------------------------------------------------------------------

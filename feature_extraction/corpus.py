@@ -290,6 +290,12 @@ def ensure_deb(package: str, debs_dir: Path) -> Path:
     return found[-1]
 
 
+# tarfile's "data" filter (Python 3.12, 3.11.4+) refuses links, devices and paths outside the target;
+# Debian 12's Python 3.11.2 lacks it, and there the checks in unpack_music (regular files only, inside
+# the target) are what remains
+SAFE_EXTRACT = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
 def unpack_music(deb: Path, spec: PackageSpec, src_root: Path) -> Path:
     """The package's music (and copyright/credits files) unpacked under src_root/<deb stem>, once."""
     target = src_root / deb.stem
@@ -312,8 +318,8 @@ def unpack_music(deb: Path, spec: PackageSpec, src_root: Path) -> Path:
                 if not member.isfile():
                     continue
                 music = name.startswith(wanted_dir) and name.lower().endswith(MUSIC_EXTENSIONS)
-                if music or name in keep:
-                    tar.extract(member, target, filter="data")
+                if (music or name in keep) and (target / name).resolve().is_relative_to(target.resolve()):
+                    tar.extract(member, target, **SAFE_EXTRACT)
     finally:
         proc.stdout.close()
         err = proc.stderr.read().decode(errors="replace")

@@ -1,63 +1,74 @@
-"""The MongoDB edge: pymongo clients and Spark reads/writes through the MongoDB Spark connector.
+"""The MongoDB edge: pymongo clients, idempotent upserts, Spark reads/writes through the MongoDB Spark
+connector, and every limit of the local store (FerretDB v1.24 on PostgreSQL) in one place.
 
-Everything here speaks plain MongoDB, so a real MongoDB 6+ works unchanged. Two choices keep it working
-on FerretDB v1.24 as well (see README, "FerretDB"):
+Everything here speaks plain MongoDB, so a real MongoDB 6+ works unchanged. What keeps it working on
+the local store as well (see README, "The local store"):
 - reads pass an explicit schema (schema inference samples with `$sample`, which FerretDB lacks) and use
   a partitioner that needs neither `$sample` nor `$bucketAuto`;
-- writes are upserts keyed by `_id` (`operationType=replace`), so a re-run or a replayed batch writes
-  the same documents instead of duplicates.
+- writes are upserts keyed by `_id` (`ReplaceOne(upsert=True)`, the connector's `operationType=replace`),
+  so a re-run or a replayed batch writes the same documents instead of duplicates, and a document is
+  never missing while it is rewritten;
+- write commands carry at most `store_statements_per_command` statements (`pool_limits` says why).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from conf import Settings
 
 SINGLE = "com.mongodb.spark.sql.connector.read.partitioner.SinglePartitionPartitioner"
 PAGINATE = "com.mongodb.spark.sql.connector.read.partitioner.PaginateIntoPartitionsPartitioner"
+ADMIN_CONNECTIONS = 10     # PostgreSQL connections beyond FerretDB's pool: psql, superuser reserve (3)
 
 
-def client(settings: Settings, timeout_ms: int = 3000):
+@dataclass(frozen=True)
+class PoolLimits:
+    """The local store's connection budget, derived from three settings.
+
+    FerretDB v1.24 (PostgreSQL backend) runs each statement of an `update` command as a query whose
+    result keeps a pool connection until the whole command ends, and it needs one more connection for the
+    write itself; when the pool is used up it waits forever (no timeout). So with `writers` commands of
+    `statements` statements at once, the pool needs writers x (statements + 1) connections, plus some for
+    reads (an open cursor holds one too), and PostgreSQL must accept the whole pool plus admin sessions.
+    """
+    statements: int            # statements per write command (clients chunk their bulks to this)
+    writers: int               # write commands in flight at once
+    readers: int               # connections kept for reads and open cursors
+    pool_max_conns: int        # FerretDB's pgx pool (`pool_max_conns` in --postgresql-url)
+    max_connections: int       # PostgreSQL `max_connections`
+
+
+def pool_limits(settings: Settings) -> PoolLimits:
+    statements = max(1, int(settings.store_statements_per_command))
+    writers, readers = max(1, int(settings.store_writers)), max(1, int(settings.store_readers))
+    pool = writers * (statements + 1) + readers
+    return PoolLimits(statements, writers, readers, pool, pool + ADMIN_CONNECTIONS)
+
+
+def client(settings: Settings, timeout_ms: int | None = None, socket_timeout_ms: int | None = None):
+    """A pymongo client with the configured timeouts; `timeout_ms` overrides connect and server selection,
+    `socket_timeout_ms` the wait for an answer (short for health checks and the dashboard)."""
     from pymongo import MongoClient
 
-    return MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=timeout_ms,
-                       connectTimeoutMS=timeout_ms)
+    return MongoClient(settings.mongo_uri_with_secret,
+                       serverSelectionTimeoutMS=timeout_ms or settings.mongo_server_selection_timeout_ms,
+                       connectTimeoutMS=timeout_ms or settings.mongo_connect_timeout_ms,
+                       socketTimeoutMS=socket_timeout_ms or settings.mongo_socket_timeout_ms)
 
 
-def database(settings: Settings, timeout_ms: int = 3000):
-    return client(settings, timeout_ms)[settings.mongo_db]
+def database(settings: Settings, timeout_ms: int | None = None, socket_timeout_ms: int | None = None):
+    return client(settings, timeout_ms, socket_timeout_ms)[settings.mongo_db]
 
 
-def is_ferretdb(db) -> bool:
-    """The server is FerretDB (its buildInfo carries `ferretdbVersion`)."""
-    return "ferretdbVersion" in db.client.admin.command("buildInfo")
-
-
-def replace_mode(settings: Settings, db) -> str:
-    """`upsert` or `delete_insert` for `settings.store_replace_mode` (auto: delete_insert on FerretDB, whose
-    `_id` lookups scan the collection, so one ReplaceOne per document costs a scan each)."""
-    if settings.store_replace_mode != "auto":
-        return settings.store_replace_mode
-    return "delete_insert" if is_ferretdb(db) else "upsert"
-
-
-def replace_documents(coll, docs: list[dict], mode: str, chunk: int = 50) -> int:
-    """Replace (or insert) each document by `_id`: idempotent either way.
-
-    upsert: ReplaceOne(upsert) per document, `chunk` per command (atomic per document).
-    delete_insert: one delete of all their `_id`s, then one unordered insert: two scans on FerretDB
-    whatever the number of documents; a reader may miss a document between the two commands, and a crash
-    between them leaves it missing until the write is repeated (a replayed micro-batch does)."""
+def upsert_documents(coll, docs, settings: Settings) -> int:
+    """Replace-or-insert each document by `_id`, in unordered commands of `store_statements_per_command`
+    upserts. Idempotent, atomic per document: a reader sees the old or the new version, never none."""
     from pymongo import ReplaceOne
 
-    if not docs:
-        return 0
-    if mode == "delete_insert":
-        coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
-        coll.insert_many(docs, ordered=False)
-    elif mode == "upsert":
-        for s in range(0, len(docs), chunk):
-            coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + chunk]], ordered=False)
-    else:
-        raise ValueError(f"unknown replace mode {mode!r}")
+    docs = list(docs)
+    step = pool_limits(settings).statements
+    for s in range(0, len(docs), step):
+        coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + step]], ordered=False)
     return len(docs)
 
 
@@ -92,7 +103,9 @@ def read_collection(spark, settings: Settings, collection: str, schema, partitio
 
 
 def upsert_dataframe(df, settings: Settings, collection: str, key: str = "_id") -> None:
-    """Replace-or-insert every row as one document keyed by `key`: idempotent."""
+    """Replace-or-insert every row as one document keyed by `key`: idempotent. Each task writes commands
+    of `store_statements_per_command` rows (the connector's default, 512, would exhaust FerretDB's pool)."""
     (df.write.format("mongodb").mode("append").options(**_options(settings, collection))
        .option("operationType", "replace").option("idFieldList", key).option("upsertDocument", "true")
+       .option("maxBatchSize", str(pool_limits(settings).statements))
        .save())

@@ -16,7 +16,6 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import os
-from typing import Literal
 
 
 def _project_root() -> Path:
@@ -67,8 +66,20 @@ class Settings(BaseSettings):
     coll_dead_letters: str = Field("dead_letters", description="rejected activity events")
     coll_batches: str = Field("stream_batches", description="per-micro-batch progress of the stream")
 
+    mongo_connect_timeout_ms: int = Field(3000, description="pymongo connectTimeoutMS")
+    mongo_server_selection_timeout_ms: int = Field(5000, description="pymongo serverSelectionTimeoutMS")
+    mongo_socket_timeout_ms: int = Field(300_000, description="pymongo socketTimeoutMS: a command that gets no "
+                                         "answer this long fails instead of waiting forever")
+    store_statements_per_command: int = Field(10, description="write statements per MongoDB command (bulk "
+                                              "upserts, the connector's maxBatchSize); sizes the FerretDB pool")
+    store_writers: int = Field(4, description="concurrent write commands the local store's pool is sized for "
+                               "(client threads, Spark tasks writing at once)")
+    store_readers: int = Field(16, description="pool connections of the local store kept for reads and open cursors")
+
     # --- local services ------------------------------------------------------------------------------
     ferretdb_listen: str = Field("127.0.0.1:27017", description="FerretDB listen address")
+    postgres_port: int = Field(5432, description="local PostgreSQL port (FerretDB's backend, loopback only)")
+    postgres_os_user: str = Field("postgres", description="OS user that runs PostgreSQL when the caller is root")
     service_timeout_s: float = Field(60.0, description="how long `up` waits for a service")
 
     # --- feature extraction --------------------------------------------------------------------------
@@ -111,10 +122,7 @@ class Settings(BaseSettings):
     stream_partitions: int = Field(2, description="state partitions of the stream (fixed by its checkpoint)")
     activity_feed_size: int = Field(500, description="newest events kept in the activity feed collection")
     stream_batches_kept: int = Field(5000, description="newest micro-batch metrics documents kept (0: all)")
-    store_replace_mode: Literal["auto", "upsert", "delete_insert"] = Field(
-        "auto", description="how per-user documents are replaced: upsert (one ReplaceOne per user), delete_insert "
-                            "(one delete of the batch's users, one insert), auto: delete_insert on FerretDB, whose "
-                            "`_id` lookups scan the collection, else upsert")
+
 
     # --- dashboard -----------------------------------------------------------------------------------
     dashboard_port: int = Field(8501, description="Streamlit port")

@@ -1,7 +1,8 @@
-"""The local stack: a KRaft Kafka broker and FerretDB, on loopback, under data/.
+"""The local stack: PostgreSQL, FerretDB on it (the local MongoDB) and a KRaft Kafka broker, on
+loopback, with their data under data/.
 
     python -m stack.services up       # start what is not running, wait until healthy, create topics
-    python -m stack.services down     # stop both (data stays)
+    python -m stack.services down     # stop them (data stays)
     python -m stack.services status   # versions, ports, health
 
 `up` is idempotent: a service already running and healthy is left alone. A service is only started
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.store import pool_limits
 from conf import Settings, get_settings
+from stack import postgres
 
 
 class StackError(RuntimeError):
@@ -90,7 +93,13 @@ class Service:
             return None
         return pid if _pid_alive(pid) else None
 
-    # subclasses: command(), prepare(), healthy(), version()
+    stop_signal = signal.SIGTERM    # sent by `down` to the process group (to the leader only: stop_group False)
+    stop_group = True
+
+    # subclasses: command(), prepare(), healthy(), version(); popen_kwargs() to run as another user
+    def popen_kwargs(self) -> dict:
+        return {}
+
     def command(self) -> list[str]:
         raise NotImplementedError
 
@@ -120,7 +129,7 @@ class Service:
             with open(self.log_file, "ab") as log:
                 proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                        cwd=self.settings.root)
+                                        cwd=self.settings.root, **self.popen_kwargs())
             self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + self.settings.service_timeout_s
         while time.monotonic() < deadline:
@@ -137,7 +146,7 @@ class Service:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return f"{self.name}: not running"
-        os.killpg(pid, signal.SIGTERM)
+        (os.killpg if self.stop_group else os.kill)(pid, self.stop_signal)
         deadline = time.monotonic() + 30
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -153,14 +162,56 @@ class Service:
         return f"{self.name:9s} {self.host}:{self.port:<6d} {health:14s} {where:18s} {self.version()}"
 
 
+class PostgreSQL(Service):
+    """FerretDB's backend: a cluster of our own under data/postgres, run as an unprivileged user when
+    the caller is root; `up` provisions its `_id` indexes (stack/postgres.py)."""
+    stop_signal = signal.SIGINT     # fast shutdown of the postmaster: does not wait for clients to disconnect
+    stop_group = False
+
+    def popen_kwargs(self) -> dict:
+        return postgres.user_kwargs(postgres.run_as(self.settings))
+
+    def prepare(self) -> None:
+        try:
+            postgres.init_cluster(self.settings)
+        except postgres.PostgresError as exc:
+            raise StackError(str(exc)) from None
+
+    def command(self) -> list[str]:
+        return postgres.server_command(self.settings, pool_limits(self.settings).max_connections)
+
+    def start(self) -> str:
+        line = super().start()
+        try:
+            postgres.provision(self.settings)
+        except postgres.PostgresError as exc:
+            raise StackError(str(exc)) from None
+        return line
+
+    def healthy(self) -> bool:
+        try:
+            return postgres.ready(self.settings)
+        except (postgres.PostgresError, OSError):
+            return False
+
+    def version(self) -> str:
+        try:
+            if self.healthy():
+                return postgres.version(self.settings)
+            out = subprocess.run([str(postgres.bin_dir() / "postgres"), "--version"], capture_output=True, text=True)
+            return "PostgreSQL " + out.stdout.split()[-1] if out.returncode == 0 else "-"
+        except (postgres.PostgresError, OSError, IndexError):
+            return "-"
+
+
 class FerretDB(Service):
     @property
     def binary(self) -> Path:
         return self.settings.cache_dir / "bin" / "musicrec-ferretdb"
 
     def command(self) -> list[str]:
-        return [str(self.binary), f"--listen-addr={self.settings.ferretdb_listen}",
-                f"--sqlite-dir={self.settings.data_dir / 'ferretdb'}"]
+        url = postgres.ferretdb_url(self.settings, pool_limits(self.settings).pool_max_conns)
+        return [str(self.binary), f"--listen-addr={self.settings.ferretdb_listen}", f"--postgresql-url={url}"]
 
     def prepare(self) -> None:
         if not self.binary.exists():
@@ -169,10 +220,9 @@ class FerretDB(Service):
             raise StackError(f"ferretdb: {self.binary} is not built; run `make setup`")
 
     def _client(self):
-        from pymongo import MongoClient
+        from common.store import client
 
-        return MongoClient(self.settings.mongo_uri_with_secret, serverSelectionTimeoutMS=1000,
-                           connectTimeoutMS=1000)
+        return client(self.settings, timeout_ms=1000, socket_timeout_ms=5000)
 
     def healthy(self) -> bool:
         try:
@@ -260,7 +310,10 @@ def services(settings: Settings) -> list[Service]:
     mongo_host = urlsplit(settings.mongo_uri).hostname or "127.0.0.1"
     mongo_port = urlsplit(settings.mongo_uri).port or 27017
     kafka_host, kafka_port = _split_hostport(settings.kafka_bootstrap.split(",")[0], 9092)
-    return [FerretDB("ferretdb", mongo_host, mongo_port, settings), Kafka("kafka", kafka_host, kafka_port, settings)]
+    ferretdb = FerretDB("ferretdb", mongo_host, mongo_port, settings)
+    store = [PostgreSQL("postgresql", "127.0.0.1", settings.postgres_port, settings), ferretdb] if ferretdb.local \
+        else [ferretdb]
+    return store + [Kafka("kafka", kafka_host, kafka_port, settings)]
 
 
 def ensure_topics(settings: Settings) -> None:

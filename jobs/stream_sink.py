@@ -7,9 +7,8 @@
   replay meets duplicate keys, which are ignored, so both stay exactly-once.
 - `stream_batches` (`_id` = batch_id): the metrics of each micro-batch (replace-upsert).
 
-Two FerretDB v1.24 limits shape the writes (see the stream README section): each update statement is
-its own SQLite transaction, and one `update` command that replaces 100 or more existing documents
-leaks its connection pool and hangs the database. So replaces go in commands of `CHUNK` statements.
+Every write is a plain idempotent upsert or insert by `_id`; the store's limits (statements per
+command) live in common/store.py.
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-CHUNK = 50                     # replace statements per command (FerretDB hangs at 100)
 RAW_MAX_CHARS = 4096           # raw values longer than this are stored truncated
 WRITE_TIME_FIELDS = ("updated_at",)
 RUN_DEPENDENT_FIELDS = ("batch_id",)   # differs between two runs with other micro-batch boundaries
@@ -125,15 +123,12 @@ class Sink:
         self.db = db if db is not None else database(settings, timeout_ms=10_000)
         self._last_trim = 0.0
         self._last_batch_trim = 0.0
-        self.mode: str | None = None   # how documents are replaced, decided at the first write
 
     def write_recommendations(self, docs: list[dict]) -> int:
-        """One document per user, replaced whole (see common.store.replace_documents)."""
-        from common.store import replace_documents, replace_mode
+        """One document per user, replaced whole by an upsert (common.store.upsert_documents)."""
+        from common.store import upsert_documents
 
-        if self.mode is None:
-            self.mode = replace_mode(self.settings, self.db)
-        return replace_documents(self.db[self.settings.coll_recommendations], docs, self.mode, CHUNK)
+        return upsert_documents(self.db[self.settings.coll_recommendations], docs, self.settings)
 
     def _insert_new(self, collection: str, docs: list[dict]) -> int:
         """Insert, ignoring documents whose _id exists already (a replayed batch)."""
@@ -176,17 +171,9 @@ class Sink:
         return coll.delete_many({"event_time": {"$lte": cut[0]["event_time"]}}).deleted_count
 
     def write_batch(self, doc: dict) -> None:
-        """Insert the batch's metrics; a replayed batch replaces its earlier document.
-
-        Insert first: FerretDB pushes no integer `_id` filter down, so a replace reads the whole
-        collection, while an insert only meets the unique index."""
-        from pymongo.errors import DuplicateKeyError
-
+        """Upsert the batch's metrics: a replayed batch replaces its earlier document."""
         coll = self.db[self.settings.coll_batches]
-        try:
-            coll.insert_one(doc)
-        except DuplicateKeyError:
-            coll.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        coll.replace_one({"_id": doc["_id"]}, doc, upsert=True)
         keep = int(self.settings.stream_batches_kept)
         if keep > 0 and time.monotonic() - self._last_batch_trim > 60.0:
             self._last_batch_trim = time.monotonic()

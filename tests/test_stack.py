@@ -1,4 +1,4 @@
-"""The local stack (issue 3), over the real services.
+"""The local stack (issues 3 and 11), over the real services.
 
 The connector and Kafka tests use the stack that `make up` started. The up/down tests start a second,
 private stack on other ports with its own data folder, so they never disturb the shared one.
@@ -6,7 +6,11 @@ private stack on other ports with its own data folder, so they never disturb the
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import socket
+import threading
 import subprocess
 import time
 import uuid
@@ -87,13 +91,16 @@ def test_structured_streaming_reads_what_confluent_kafka_produced(spark, setting
 # --- up / down / status on a private stack ----------------------------------------------------------
 
 @pytest.fixture
-def private_stack(tmp_path, settings):
-    s = Settings(data_dir=tmp_path / "data", mongo_uri=f"mongodb://127.0.0.1:{_free_port()}/",
+def private_stack(settings):
+    # under the project's data folder, not pytest's tmp (0700 under root, so PostgreSQL's user cannot reach it)
+    data = settings.data_dir / "tmp" / f"stack-{uuid.uuid4().hex[:8]}"
+    s = Settings(data_dir=data, mongo_uri=f"mongodb://127.0.0.1:{_free_port()}/",
                  kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(),
-                 mongo_db="stacktest", service_timeout_s=90)
+                 postgres_port=_free_port(), mongo_db="stacktest", service_timeout_s=90)
     s.ferretdb_listen = s.mongo_uri.split("//")[1].rstrip("/")
     yield s
     services.down(s)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 def test_up_twice_is_harmless_and_down_up_keeps_the_data(private_stack):
@@ -101,7 +108,7 @@ def test_up_twice_is_harmless_and_down_up_keeps_the_data(private_stack):
 
     s = private_stack
     first = services.up(s)
-    assert [line.split(":")[1].strip().split()[0] for line in first] == ["up", "up"]
+    assert [line.split(":")[1].strip().split()[0] for line in first] == ["up", "up", "up"]
     pids = [svc.pid() for svc in services.services(s)]
 
     second = services.up(s)
@@ -130,7 +137,7 @@ def test_up_twice_is_harmless_and_down_up_keeps_the_data(private_stack):
     consumer.close()
     assert "kept-message" in values
     status = "\n".join(services.status(s))
-    assert "Apache Kafka 4." in status and "healthy" in status
+    assert "Apache Kafka 4." in status and "PostgreSQL 1" in status and "not answering" not in status
 
 
 def test_a_taken_port_is_one_clear_line(private_stack, tmp_path):
@@ -147,7 +154,9 @@ def test_a_taken_port_is_one_clear_line(private_stack, tmp_path):
                          cwd=s.root, env={"MUSICREC_KAFKA_BOOTSTRAP": "127.0.0.1:1", "MUSICREC_MONGO_URI":
                                           "mongodb://127.0.0.1:1/", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(s.root)})
     assert out.returncode == 0
-    assert len(out.stdout.strip().splitlines()) == 2 and "not answering" in out.stdout
+    lines = out.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["postgresql", "ferretdb", "kafka"]
+    assert "not answering" in lines[1] and "not answering" in lines[2]
 
 
 def test_spark_submit_dry_run_resolves_jars_master_and_py_files(settings):
@@ -156,3 +165,50 @@ def test_spark_submit_dry_run_resolves_jars_master_and_py_files(settings):
     assert "--master spark://example:7077" in out
     assert "mongo-spark-connector_2.13" in out and "spark-sql-kafka-0-10_2.13-4.1.1" in out
     assert "--py-files" in out and out.rstrip().endswith("jobs/x.py --flag")
+
+
+def test_sigkill_of_ferretdb_and_postgresql_loses_no_acknowledged_write(private_stack):
+    """A writer upserts and inserts while both store processes are SIGKILLed; after `up`, every write
+    the client saw acknowledged is there (a key holds its last acknowledged value or a later attempt)."""
+    s = private_stack
+    store_services = [svc for svc in services.services(s) if svc.name in ("postgresql", "ferretdb")]
+    for svc in store_services:
+        svc.start()
+    acked: dict[str, int] = {}
+    attempted: dict[str, int] = {}
+    inserted: list[int] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        with store.client(s, timeout_ms=2000, socket_timeout_ms=5000) as c:
+            coll = c[s.mongo_db]["acked"]
+            i = 0
+            while not stop.is_set():
+                key = f"k{i % 50}"
+                attempted[key] = i
+                try:
+                    coll.replace_one({"_id": key}, {"_id": key, "v": i}, upsert=True)
+                    acked[key] = i
+                    coll.insert_one({"_id": i, "v": i})
+                    inserted.append(i)
+                except Exception:  # noqa: BLE001 - the store is down: keep trying until told to stop
+                    time.sleep(0.05)
+                i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(3)
+    assert len(inserted) > 20, "the writer did not get going"
+    for svc in reversed(store_services):        # FerretDB first, then PostgreSQL with its backends
+        os.killpg(svc.pid(), signal.SIGKILL)
+    time.sleep(1)
+    stop.set()
+    writer.join(60)
+    assert not writer.is_alive()
+    services.up(s)
+    with store.client(s) as c:
+        db = c[s.mongo_db]
+        got = {d["_id"]: d["v"] for d in db["acked"].find()}
+        have = {d["_id"] for d in db["acked"].find({"_id": {"$in": inserted}}, {"_id": 1})}
+    assert all(acked[k] <= got.get(k, -1) <= attempted[k] for k in acked), (acked, got)
+    assert have == set(inserted)

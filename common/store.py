@@ -60,12 +60,24 @@ def database(settings: Settings, timeout_ms: int | None = None, socket_timeout_m
     return client(settings, timeout_ms, socket_timeout_ms)[settings.mongo_db]
 
 
+def storable(value):
+    """`value` with every NUL character in its strings replaced by U+FFFD: PostgreSQL's jsonb, under the
+    local store, rejects `\\u0000` (the whole insert fails), and free text from bad input can hold one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
 def upsert_documents(coll, docs, settings: Settings) -> int:
     """Replace-or-insert each document by `_id`, in unordered commands of `store_statements_per_command`
     upserts. Idempotent, atomic per document: a reader sees the old or the new version, never none."""
     from pymongo import ReplaceOne
 
-    docs = list(docs)
+    docs = [storable(d) for d in docs]
     step = pool_limits(settings).statements
     for s in range(0, len(docs), step):
         coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + step]], ordered=False)

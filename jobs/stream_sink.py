@@ -134,10 +134,12 @@ class Sink:
         """Insert, ignoring documents whose _id exists already (a replayed batch)."""
         from pymongo.errors import BulkWriteError
 
+        from common.store import storable
+
         if not docs:
             return 0
         try:
-            return len(self.db[collection].insert_many(docs, ordered=False).inserted_ids)
+            return len(self.db[collection].insert_many([storable(d) for d in docs], ordered=False).inserted_ids)
         except BulkWriteError as exc:
             other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
             if other:

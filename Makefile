@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 setup:            ## install venv, jars, Kafka, FerretDB (idempotent)
 	@bash scripts/setup.sh
 
-up: setup         ## start Kafka and FerretDB on loopback (idempotent)
+up: setup         ## start PostgreSQL, FerretDB and Kafka on loopback (idempotent)
 	@$(PY) -m stack.services up
 
 down:             ## stop the local services (data is kept)

@@ -1,13 +1,13 @@
 """How fast the dashboard answers with a big store: 100k tracks (519 synthetic features), 10k users'
 recommendations, the neighbour table, an activity feed and micro-batch progress, on the configured store
-(FerretDB here). Prints three tables:
+(FerretDB on PostgreSQL here). Prints three tables:
 
 1. the data each page reads, timed at the store edge (no Streamlit cache), against a naive baseline;
 2. the catalogue snapshot: cold build (full scan + PCA) against a warm restart (read from disk);
 3. each page's full script run in Streamlit's AppTest with its query cache cleared (what a refresh
-   costs; background readers warm, as in a running dashboard) and, unless --no-browser, the time a served
-   page takes in headless Chromium from navigation to its content, including a user the dashboard has not
-   shown before (the first read of their recommendations).
+   costs; background readers warm, as in a running dashboard), including a user not shown before, and,
+   unless --no-browser, the time a served page takes in headless Chromium from navigation to its content,
+   including a user the dashboard has not shown before (the first read of their recommendations).
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_dashboard.py [--tracks 100000] [--users 10000] [--runs 5]
         [--refill] [--no-browser] [--skip-cold]
@@ -129,11 +129,8 @@ def data_rows(db, s, args, ferret: bool) -> list[list[str]]:
     events = add("Live", "newest 500 events", lambda: store.latest_events(db, s, 500))
     add("User", "recommendations by _id (last user)", lambda: store.recommendation(db, s, user),
         "by field user_id", lambda: db[s.coll_recommendations].find_one({"user_id": user}))
-    if ferret:
-        add("User", "user's events (from the feed)", lambda: tables.events_of(store.latest_events(db, s, 500), user),
-            "find {user_id} sorted", lambda: store.user_events(db, s, user, 20))
-    else:
-        add("User", "user's events (indexed find)", lambda: store.user_events(db, s, user, 20))
+    add("User", "user's events (find {user_id} sorted)", lambda: store.user_events(db, s, user, 20))
+    add("Catalogue", "a track's neighbours by _id", lambda: store.neighbours_of(db, s, args.tracks // 2))
     doc = store.recommendation(db, s, user)
     add("User", "rows + list diff", lambda: tables.rec_rows(doc["items"], listdiff.diff_items(doc["items"][::-1], doc["items"])))
     add("Model", "models + pointer", lambda: store.models(db, s))
@@ -143,7 +140,7 @@ def data_rows(db, s, args, ferret: bool) -> list[list[str]]:
 
 def snapshot_rows(db, s, args, ferret: bool) -> tuple[list[list[str]], str]:
     from dashboard import data as data_mod  # noqa: F401  (Streamlit-free functions only)
-    from dashboard.data import load_catalogue, load_neighbours, snapshot_key, snapshot_path
+    from dashboard.data import load_catalogue, snapshot_key, snapshot_path
 
     rows = []
     key = snapshot_key(db, s, s.coll_tracks, ferret)
@@ -155,18 +152,9 @@ def snapshot_rows(db, s, args, ferret: bool) -> tuple[list[list[str]], str]:
             cat = load_catalogue(s, db.client, None, lambda n: None)
             cold = time.perf_counter() - t
         rows.append(["catalogue", "cold: scan the store + PCA + save", f"{cold:,.1f}", f"{len(cat):,} tracks"])
-        nkey = snapshot_key(db, s, s.coll_neighbours, ferret)
-        snapshot_path(s, "neighbours", nkey, ".npz").unlink(missing_ok=True)
-        with step("cold neighbour snapshot: full scan"):
-            t = time.perf_counter()
-            nb = load_neighbours(s, db.client, None, lambda n: None)
-            rows.append(["neighbours", "cold: scan the store + save", f"{time.perf_counter() - t:,.1f}", f"{len(nb):,} rows"])
     times, cat = timed(lambda: load_catalogue(s, db.client, None, lambda n: None), 3)
     rows.append(["catalogue", "warm restart: key check + read from disk", f"{statistics.median(times):,.2f}",
                  f"{len(cat):,} tracks"])
-    times, nb = timed(lambda: load_neighbours(s, db.client, None, lambda n: None), 3)
-    rows.append(["neighbours", "warm restart: key check + read from disk", f"{statistics.median(times):,.2f}",
-                 f"{len(nb):,} rows"])
     times, _ = timed(lambda: load_catalogue(s, db.client, cat, lambda n: None), 3)
     rows.append(["catalogue", "check every 30 s: model version", f"{statistics.median(times):,.2f}", ""])
     times, _ = timed(lambda: snapshot_key(db, s, s.coll_tracks, ferret), 3)
@@ -182,21 +170,21 @@ def apptest_rows(s, args) -> list[list[str]]:
 
     from dashboard import data
 
-    with step("background snapshots for the pages (catalogue, neighbours, users, feed, the user's list)"):
-        for kind in ("catalogue", "neighbours", "users", "feed", "batches"):
+    with step("background snapshots for the pages (catalogue, users, feed, batches)"):
+        for kind in ("catalogue", "users", "feed", "batches"):
             snap = data.snapshot(kind, wait_s=1800)
             if snap.value is None:
                 raise SystemExit(f"bench_dashboard: {kind} snapshot failed: {snap.error}")
-        data.recommendation_snapshot(synthetic.user_id(1), wait_s=60)
     app = str(ROOT / "dashboard" / "app.py")
     warm = AppTest.from_file(app, default_timeout=120)
     warm.run()  # imports and first-run costs, not measured
     rows = []
-    for name, page in PAGES:
+    fresh = iter(synthetic.user_id(args.users - 3 - args.runs - i) for i in range(args.runs))
+    for name, page in PAGES + [("User, first view", "views/user.py")]:
         times = []
         for _ in range(args.runs):
             at = AppTest.from_file(app, default_timeout=120)
-            at.query_params["user"] = synthetic.user_id(1)
+            at.query_params["user"] = next(fresh) if name == "User, first view" else synthetic.user_id(1)
             if page:
                 at.run()
                 at.switch_page(page)
@@ -307,7 +295,7 @@ def main(argv=None) -> int:
           f"{args.runs} runs each; times in ms unless noted")
     table("1. Data each page reads (store edge, no cache)",
           ["page", "read", "median", "max", "baseline", "baseline median", "speed-up"], data)
-    table("2. Catalogue and neighbour snapshots (seconds)", ["snapshot", "what", "seconds", "size"], snaps)
+    table("2. Catalogue snapshot (seconds)", ["snapshot", "what", "seconds", "size"], snaps)
     table(f"3. Page answers (target < {TARGET_S:.0f} s)", ["page", "measured", "median", "max", "under target"], pages)
     return 0
 

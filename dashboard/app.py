@@ -28,6 +28,5 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.status_bar()
-for kind in ("catalogue", "neighbours"):  # start (or keep) the snapshots loading before a page needs them
-    data.snapshot(kind)
+data.snapshot("catalogue")  # start (or keep) the catalogue loading before a page needs it
 page.run()

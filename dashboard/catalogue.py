@@ -1,7 +1,7 @@
 """The dashboard's in-memory snapshot of the catalogue: metadata of every track plus its place on the
-2-D map, and the item-to-item neighbour table. Built from documents in one pass (any iterable, so the
-store edge stays thin), saved next to the app so a restart reads them back in a second instead of
-scanning the store again. Pure apart from the explicit save/load."""
+2-D map. Built from documents in one pass (any iterable, so the store edge stays thin), saved next to
+the app so a restart reads it back in a second instead of scanning the store again. Pure apart from the
+explicit save/load."""
 from __future__ import annotations
 
 import json
@@ -161,74 +161,3 @@ def build_catalogue(docs: Iterable[Mapping], key: str = "", progress: Progress |
     if progress is not None:
         progress(read)
     return Catalogue(frame=frame, explained=explained, key=key, built_at=time.time(), n_features=int(dim or 0))
-
-
-@dataclass
-class Neighbours:
-    """The model's item-to-item table: for row i, track ids[i] has neighbours nb[i] (-1 padded) at
-    distances dist[i], nearest first."""
-    ids: np.ndarray
-    nb: np.ndarray
-    dist: np.ndarray
-    key: str = ""
-    model_version: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def of(self, track_id) -> list[tuple[int, float]]:
-        tid = _int_id(track_id)
-        if tid is None or not len(self.ids):
-            return []
-        pos = int(np.searchsorted(self.ids, tid))
-        if pos >= len(self.ids) or self.ids[pos] != tid:
-            return []
-        return [(int(t), float(d)) for t, d in zip(self.nb[pos], self.dist[pos]) if t >= 0]
-
-    def save(self, path: Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            np.savez(fh, ids=self.ids, nb=self.nb, dist=self.dist,
-                     meta=np.array(json.dumps({"key": self.key, "model_version": self.model_version})))
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> "Neighbours":
-        with np.load(Path(path), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            return cls(ids=z["ids"], nb=z["nb"], dist=z["dist"], key=meta["key"], model_version=meta["model_version"])
-
-
-def build_neighbours(docs: Iterable[Mapping], key: str = "", progress: Progress | None = None) -> Neighbours:
-    """One pass over `neighbours` documents ({_id, neighbours: [{track_id, distance}], model_version})."""
-    rows: dict[int, list[tuple[int, float]]] = {}
-    version = None
-    width = 0
-    for n, doc in enumerate(docs, 1):
-        tid = _int_id(doc.get("_id"))
-        if tid is None:
-            continue
-        pairs = []
-        for entry in doc.get("neighbours") or ():
-            if not isinstance(entry, Mapping):
-                continue
-            nid = _int_id(entry.get("track_id"))
-            try:
-                dist = float(entry.get("distance"))
-            except (TypeError, ValueError):
-                dist = float("nan")
-            if nid is not None:
-                pairs.append((nid, dist))
-        rows[tid] = pairs
-        width = max(width, len(pairs))
-        version = doc.get("model_version", version)
-        if progress is not None and n % 1000 == 0:
-            progress(n)
-    ids = np.asarray(sorted(rows), dtype=np.int64)
-    nb = np.full((len(ids), width), -1, dtype=np.int64)
-    dist = np.full((len(ids), width), np.nan, dtype=np.float32)
-    for i, tid in enumerate(ids):
-        for j, (nid, d) in enumerate(rows[int(tid)]):
-            nb[i, j], dist[i, j] = nid, d
-    return Neighbours(ids=ids, nb=nb, dist=dist, key=key, model_version=None if version is None else str(version))

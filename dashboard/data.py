@@ -1,10 +1,10 @@
-"""What the pages read, cached: one MongoDB client per URI (`st.cache_resource`); the lookups by key (a
-user's recommendations, a user's events, the models) with a TTL of `dashboard_ttl_s` (`st.cache_data`);
-and the reads whose cost grows with a collection, refreshed by background readers shared by all
-sessions: the newest events and the last hour of micro-batches every `dashboard_ttl_s`, the catalogue,
-neighbour and user snapshots when the store changes. A page therefore never waits for a scan (FerretDB
-scans where MongoDB uses an index, see store.py). Every accessor returns an empty value instead of
-raising when the store is down; the status bar says so in one line."""
+"""What the pages read, cached: one MongoDB client per URI (`st.cache_resource`); the reads by key (a
+user's recommendations and events, a track's neighbours, the models) straight from the store with a TTL
+of `dashboard_ttl_s` (`st.cache_data`): each is one indexed find. The reads whose cost grows with a
+collection run in background readers shared by all sessions: the newest events and the last hour of
+micro-batches every `dashboard_ttl_s`, the catalogue (with its 2-D map) and the user list when the store
+changes, so a page never waits for a scan. Every accessor returns an empty value instead of raising when
+the store is down; the status bar says so in one line."""
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +23,6 @@ TTL = float(config.current().dashboard_ttl_s)
 FEED_WINDOW = 500          # newest events read for the feed and the recent-user list
 BATCH_WINDOW_MIN = 60      # minutes of micro-batches read for the Live page (its longest window)
 LIVE_WAIT_S = 1.5          # how long a page waits for the first feed/batches read of a new process
-FIRST_READ_WAIT_S = 20.0   # how long the User page waits (with a spinner) for a user's first read
 LIVE_IDLE_S = 60.0         # the live reads stop this long after the last page asked for them
 USER_EVENTS = 20
 CATALOGUE_CHECK_S = 30.0   # how often a background snapshot checks the current model version
@@ -84,6 +83,16 @@ def _user_events(where, user: str, limit: int, _s: Settings) -> list[dict]:
     return store.user_events(database(_s), _s, user, limit)
 
 
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _recommendation(where, user: str, _s: Settings) -> dict | None:
+    return store.recommendation(database(_s), _s, user)
+
+
+@st.cache_data(ttl=max(TTL, 30.0), show_spinner=False)
+def _neighbours_of(where, track_id: int, _s: Settings) -> tuple[str | None, list[tuple[int, float]]]:
+    return store.neighbours_of(database(_s), _s, track_id)
+
+
 @st.cache_data(ttl=max(TTL, 5.0), show_spinner=False)
 def _models(where, _s: Settings):
     return store.models(database(_s), _s)
@@ -121,47 +130,22 @@ def latest_events(limit: int = FEED_WINDOW) -> list[dict]:
 
 
 def user_events(user: str, limit: int = USER_EVENTS) -> list[dict]:
-    """A user's newest events. On FerretDB (which cannot use the index) they are taken from the newest
-    events of the feed, so a refresh reads the activity collection once, not twice."""
-    if store_health().ferretdb:
-        from dashboard.tables import events_of
-
-        return events_of(latest_events(), user)[:limit]
+    """A user's newest events."""
     return _safe(_user_events, [], str(user), int(limit))
 
 
-@st.cache_resource(show_spinner=False)
-def _recommendations(where, _s: Settings) -> background.KeyedRefresher:
-    """The recommendations of the users pages are showing, re-read every `dashboard_ttl_s` in the
-    background: a lookup by `_id` costs a scan of the collection on FerretDB (see store.py)."""
-    client = store.client(_s, timeout_ms=store.STORE_TIMEOUT_MS)
-    last: dict = {}
-
-    def load(user):
-        # On FerretDB the streaming job replaces a batch's documents with a delete then an insert (see
-        # common.store.replace_documents): a read between the two finds nothing for a user who has a list.
-        # Users' lists are never deleted otherwise, so the last one read stands until the next read.
-        doc = store.recommendation(client[_s.mongo_db], _s, user)
-        if doc is None:
-            return last.get(user)
-        if len(last) > 10_000:   # users looked at by this process; bounded
-            last.clear()
-        last[user] = doc
-        return doc
-
-    return background.KeyedRefresher("recommendations", load, TTL, idle_s=LIVE_IDLE_S)
-
-
-def recommendation_snapshot(user: str, wait_s: float = LIVE_WAIT_S) -> background.Snapshot:
-    """The user's document (value None: no document, or loaded_at None: not read yet)."""
-    s = settings()
-    if not store_up():
-        return background.Snapshot(None, None, "store down", False, None)
-    return _recommendations(_where(s), s).get(str(user), wait_s=wait_s)
-
-
 def recommendation(user: str) -> dict | None:
-    return recommendation_snapshot(user).value
+    """The user's recommendations document, or None (no document yet, or the store is down)."""
+    return _safe(_recommendation, None, str(user))
+
+
+def neighbours_of(track_id) -> tuple[str | None, list[tuple[int, float]]]:
+    """(model version, [(track id, distance)] nearest first) of one track from the neighbour table."""
+    try:
+        tid = int(track_id)
+    except (TypeError, ValueError):
+        return None, []
+    return _safe(_neighbours_of, (None, []), tid)
 
 
 def models() -> tuple[str | None, list[dict]]:
@@ -256,11 +240,6 @@ def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Cat
                           catalogue_mod.build_catalogue, store.iter_tracks, s, client, previous, progress)
 
 
-def load_neighbours(s: Settings, client, previous, progress) -> catalogue_mod.Neighbours:
-    return _load_snapshot("neighbours", s.coll_neighbours, ".npz", catalogue_mod.Neighbours,
-                          catalogue_mod.build_neighbours, store.iter_neighbours, s, client, previous, progress)
-
-
 def load_users(s: Settings, client, previous, progress) -> list[str]:
     """Users with recommendations, most recently updated first (ids as text)."""
     from dashboard.timefmt import to_utc
@@ -282,7 +261,6 @@ def load_batches(s: Settings, client, previous, progress) -> list[dict]:
 
 # kind: (loader, seconds between loads, seconds without a reader before it pauses)
 _LOADERS = {"catalogue": (load_catalogue, CATALOGUE_CHECK_S, 300.0),
-            "neighbours": (load_neighbours, CATALOGUE_CHECK_S, 300.0),
             "users": (load_users, USERS_REFRESH_S, 300.0),
             "feed": (load_feed, TTL, LIVE_IDLE_S),
             "batches": (load_batches, TTL, LIVE_IDLE_S)}
@@ -303,10 +281,6 @@ def snapshot(kind: str, wait_s: float = 0.0) -> background.Snapshot:
 
 def catalogue(wait_s: float = 0.0) -> catalogue_mod.Catalogue | None:
     return snapshot("catalogue", wait_s).value
-
-
-def neighbours(wait_s: float = 0.0) -> catalogue_mod.Neighbours | None:
-    return snapshot("neighbours", wait_s).value
 
 
 def track_label(track_id) -> str:

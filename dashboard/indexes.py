@@ -5,8 +5,10 @@ itself never writes to the store.
     python -m dashboard.indexes --list     # only print the indexes that exist
 
 On MongoDB these serve the per-refresh queries (newest activity, a user's activity, the last minutes of
-micro-batches). FerretDB v1.24 (SQLite) accepts and keeps them but plans no query with a secondary index,
-so there the dashboard relies on small collections and background snapshots instead (see store.py).
+micro-batches). FerretDB v1.24 accepts and keeps them, but the filters it pushes down to PostgreSQL
+(`_jsonb->'field' @> value`) cannot use them, and sorts and ranges are not pushed down at all; there the
+dashboard reads single documents by `_id` (indexed, see common/store.py) and the bounded collections in
+the background instead (see store.py and data.py).
 """
 from __future__ import annotations
 

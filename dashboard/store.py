@@ -3,10 +3,11 @@ make. Nothing here writes (no insert, update, delete or index creation: see inde
 step that creates the indexes these reads use).
 
 Every query is a plain find with filter, projection, sort and limit, or a document by `_id`, so it runs
-on MongoDB (served by the indexes) and on FerretDB v1.24. FerretDB's SQLite backend pushes down only an
-`_id` equality on text ids and a LIMIT without filter or sort; every other query decodes the whole
-collection. The whole-collection reads (the catalogue, the neighbour table, the user list) therefore
-run in the background (background.py) and the per-refresh reads stay on small collections or `_id`."""
+on MongoDB (served by the indexes) and on the local FerretDB, where a find by `_id` or by equality on a
+top-level field is pushed down to PostgreSQL (by `_id`: an index hit, see common/store.py) and other
+filters and sorts are done over the whole collection. So a page reads single documents by `_id`, and
+the small, bounded collections (activity feed, micro-batches) whole; only the catalogue and the user
+list, which grow with the data, are read in the background (data.py)."""
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ CURRENT = "current"  # the models pointer document (jobs/model_store.py)
 class Health:
     ok: bool
     text: str                 # one line for the status bar
-    ferretdb: bool = False    # the store is FerretDB (no secondary-index use, see module doc)
+    ferretdb: bool = False    # the store is FerretDB (counts by collStats, see count())
 
 
 def client(settings: Settings, timeout_ms: int = STORE_TIMEOUT_MS):
@@ -109,10 +110,33 @@ def latest_events(db, settings: Settings, limit: int) -> list[dict]:
 
 
 def user_events(db, settings: Settings, user, limit: int) -> list[dict]:
-    """A user's newest events (served by the (user_id, event_time) index on MongoDB)."""
-    cur = (db[settings.coll_activity].find({"user_id": {"$in": _id_candidates(user)}})
-           .sort("event_time", -1).limit(limit))
-    return list(cur)
+    """A user's newest events (one equality find per id form: pushed down on FerretDB, served by the
+    (user_id, event_time) index on MongoDB)."""
+    coll = db[settings.coll_activity]
+    for candidate in _id_candidates(user):
+        docs = list(coll.find({"user_id": candidate}).sort("event_time", -1).limit(limit))
+        if docs:
+            return docs
+    return []
+
+
+def neighbours_of(db, settings: Settings, track_id) -> tuple[str | None, list[tuple[int, float]]]:
+    """(model version, [(track id, distance)] nearest first) of one track, by `_id`."""
+    try:
+        tid = int(track_id)
+    except (TypeError, ValueError):
+        return None, []
+    doc = db[settings.coll_neighbours].find_one({"_id": tid}, {"neighbours": 1, "model_version": 1})
+    if not doc:
+        return None, []
+    pairs = []
+    for entry in doc.get("neighbours") or ():
+        try:
+            pairs.append((int(entry["track_id"]), float(entry.get("distance", float("nan")))))
+        except (TypeError, ValueError, KeyError):
+            continue
+    version = doc.get("model_version")
+    return (None if version is None else str(version)), pairs
 
 
 def models(db, settings: Settings) -> tuple[str | None, list[dict]]:
@@ -144,10 +168,6 @@ TRACK_FIELDS = {"title": 1, "artist": 1, "genre_top": 1, "path": 1, "features": 
 
 def iter_tracks(db, settings: Settings, batch_size: int = 1000) -> Iterator[dict]:
     return db[settings.coll_tracks].find({}, TRACK_FIELDS, batch_size=batch_size)
-
-
-def iter_neighbours(db, settings: Settings, batch_size: int = 2000) -> Iterator[dict]:
-    return db[settings.coll_neighbours].find({}, {"neighbours": 1, "model_version": 1}, batch_size=batch_size)
 
 
 def user_list(db, settings: Settings) -> list[tuple[str, datetime | None]]:

@@ -59,10 +59,6 @@ def same_user(a, b) -> bool:
     return a is not None and b is not None and str(a) == str(b)
 
 
-def events_of(events: Iterable[Mapping], user) -> list[Mapping]:
-    return [e for e in events if isinstance(e, Mapping) and same_user(e.get("user_id"), user)]
-
-
 def recent_users(events: Iterable[Mapping], limit: int = 50) -> list[str]:
     """Distinct users of the events, most recent first (as text)."""
     ordered = sorted((e for e in events if isinstance(e, Mapping) and e.get("user_id") is not None),

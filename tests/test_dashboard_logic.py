@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dashboard import catalogue, config, listdiff, metrics, projection, synthetic, tables
-from dashboard.background import KeyedRefresher, Refresher
+from dashboard.background import Refresher
 from dashboard.timefmt import age_text, to_utc
 
 UTC = timezone.utc
@@ -186,20 +186,6 @@ def test_catalogue_snapshot_from_contract_documents(tmp_path):
     assert back.key == "k1" and back.frame.equals(cat.frame) and np.allclose(back.explained, cat.explained)
 
 
-def test_neighbour_table(tmp_path):
-    tracks = synthetic.track_docs(50)
-    docs = synthetic.neighbour_docs(tracks, k=5)
-    docs.append({"_id": 10**6, "neighbours": [{"track_id": 3}, {"distance": 1.0}, "junk"]})
-    nb = catalogue.build_neighbours(docs, key="n1")
-    first = docs[0]
-    assert nb.of(first["_id"]) == [(e["track_id"], pytest.approx(e["distance"])) for e in first["neighbours"]]
-    assert nb.of(10**6)[0][0] == 3 and np.isnan(nb.of(10**6)[0][1])
-    assert nb.of(123456789) == [] and nb.of("x") == []
-    back = catalogue.Neighbours.load(nb.save(tmp_path / "n.npz"))
-    assert back.key == "n1" and back.model_version == first["model_version"] and back.of(first["_id"]) == nb.of(first["_id"])
-
-
-# --- table rows ----------------------------------------------------------------------------------------
 def test_feed_rows_newest_first_with_labels():
     events = [{"user_id": "u1", "track_id": 2, "action": "play", "event_time": "2026-01-02T12:00:00Z", "ms_played": 1000},
               {"user_id": 7, "track_id": 3, "action": "like", "event_time": NOW + timedelta(seconds=5),
@@ -211,7 +197,6 @@ def test_feed_rows_newest_first_with_labels():
     assert df["track"].tolist() == ["Own title - Own artist", "label 2", "label 4"]
     assert df["ms_played"].iloc[1] == 1000 and tables.feed_rows([]).columns.tolist() == tables.FEED_COLUMNS
     assert tables.recent_users(events) == ["7", "u1", "u2"]
-    assert [e["track_id"] for e in tables.events_of(events, "7")] == [3]
 
 
 def test_rec_rows_with_change_markers():
@@ -294,52 +279,6 @@ def test_refresher_spaces_out_slow_loads():
     assert len(gaps) >= 2 and gaps.min() >= 0.55  # 3 x 0.2 s between starts, not 0.2 s + 0.01 s
 
 
-def test_keyed_refresher_keeps_watched_keys_fresh_and_forgets_the_rest():
-    loads = []
-    version = {"a": 0, "b": 0}
-
-    def load(key):
-        loads.append(key)
-        if key == "bad":
-            raise LookupError("no such user")
-        return (key, version[key])
-
-    r = KeyedRefresher("k", load, interval_s=0.05, idle_s=0.5)
-    assert r.get("a", wait_s=2).value == ("a", 0)
-    version["a"] = 1
-    deadline = time.monotonic() + 3
-    while r.get("a").value != ("a", 1) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert r.get("a").value == ("a", 1)                      # re-read in the background
-    assert r.get("b", wait_s=2).value == ("b", 0)             # a new key is read at once
-    bad = r.get("bad", wait_s=2)
-    assert bad.value is None and bad.error == "no such user"
-    time.sleep(1.2)                                           # nobody asks: keys dropped, thread ends
-    n = len(loads)
-    time.sleep(0.3)
-    assert len(loads) == n and r._thread is None and r._values == {}
-    assert r.get("a", wait_s=2).value == ("a", 1)             # and starts again on demand
-
-
-def test_keyed_refresher_first_read_does_not_wait_behind_a_slow_refresh():
-    slow, refreshing = threading.Event(), threading.Event()
-
-    def load(key):
-        if key == "a" and slow.is_set():
-            refreshing.set()
-            time.sleep(1.5)          # a refresh of "a" that takes long (a scan on FerretDB)
-        return key
-
-    r = KeyedRefresher("k", load, interval_s=0.01, idle_s=5)
-    assert r.get("a", wait_s=2).value == "a"
-    slow.set()
-    assert refreshing.wait(2)        # the refresh thread is now inside load("a")
-    started = time.monotonic()
-    assert r.get("b", wait_s=3).value == "b"
-    assert time.monotonic() - started < 0.5   # read beside the refresh, not after it
-
-
-# --- settings --------------------------------------------------------------------------------------------
 def test_settings_are_read_fresh_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSICREC_MONGO_DB", "first_db")
     assert config.current().mongo_db == "first_db"

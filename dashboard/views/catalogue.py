@@ -70,11 +70,9 @@ def marks(user: str, focus: int | None) -> pd.DataFrame:
             if len(recs):
                 parts.append(recs.assign(mark="recommended"))
     if focus is not None:
-        nb = data.neighbours()
-        if nb is not None:
-            near = cat.rows([t for t, _ in nb.of(focus)])
-            if len(near):
-                parts.append(near.assign(mark="neighbour"))
+        near = cat.rows([t for t, _ in data.neighbours_of(focus)[1]])
+        if len(near):
+            parts.append(near.assign(mark="neighbour"))
         parts.append(cat.rows([focus]).assign(mark="selected"))
     if not parts:
         return pd.DataFrame(columns=["track_id", "title", "artist", "genre_top", "x", "y", "mark"])
@@ -123,24 +121,20 @@ def catalogue_map(user: str, focus: int | None) -> None:
 
 
 if focus is not None:
-    nb = data.neighbours(wait_s=1.0)
-    if nb is None:
-        st.caption(ui.progress_text(data.snapshot("neighbours"), "the neighbour table"))
+    version, pairs = data.neighbours_of(focus)
+    if not pairs:
+        st.caption(f"{cat.label(focus)} has no neighbours in the current model.")
     else:
-        pairs = nb.of(focus)
-        if not pairs:
-            st.caption(f"{cat.label(focus)} has no neighbours in the current model.")
-        else:
-            rows = cat.rows([t for t, _ in pairs])
-            dist = dict(pairs)
-            table = pd.DataFrame({"title": rows["title"], "artist": rows["artist"], "genre": rows["genre_top"],
-                                  "distance": [dist[t] for t in rows["track_id"]], "track_id": rows["track_id"]})
-            missing = [t for t, _ in pairs if t not in set(rows["track_id"])]
-            if missing:
-                table = pd.concat([table, pd.DataFrame({"title": [f"#{t}" for t in missing], "track_id": missing,
-                                                        "distance": [dist[t] for t in missing]})], ignore_index=True)
-            st.caption(f"Nearest to {cat.label(focus)} (model {nb.model_version or '–'}):")
-            st.table(table.reset_index(drop=True).style.format({"distance": "{:.3f}"}, na_rep=""))
+        rows = cat.rows([t for t, _ in pairs])
+        dist = dict(pairs)
+        table = pd.DataFrame({"title": rows["title"], "artist": rows["artist"], "genre": rows["genre_top"],
+                              "distance": [dist[t] for t in rows["track_id"]], "track_id": rows["track_id"]})
+        missing = [t for t, _ in pairs if t not in set(rows["track_id"])]
+        if missing:
+            table = pd.concat([table, pd.DataFrame({"title": [f"#{t}" for t in missing], "track_id": missing,
+                                                    "distance": [dist[t] for t in missing]})], ignore_index=True)
+        st.caption(f"Nearest to {cat.label(focus)} (model {version or '–'}):")
+        st.table(table.reset_index(drop=True).style.format({"distance": "{:.3f}"}, na_rep=""))
 
 with map_slot:
     catalogue_map(user, focus)

@@ -43,15 +43,8 @@ if st.query_params.get("user") != user:
 def recommendations(user: str) -> None:
     if ui.store_down():
         return
-    snap = data.recommendation_snapshot(user, wait_s=0)
-    if snap.loaded_at is None and snap.error is None:  # a user not shown before: the rest of the page is out
-        with st.spinner(f"Reading the recommendations of {user}…"):
-            snap = data.recommendation_snapshot(user, wait_s=data.FIRST_READ_WAIT_S)
-    doc = snap.value
-    if snap.loaded_at is None:
-        st.info(f"Reading the recommendations of {user}…" if not snap.error else
-                f"Could not read the recommendations of {user}: {snap.error} (retrying).")
-    elif doc is None:
+    doc = data.recommendation(user)
+    if doc is None:
         st.info(f"No recommendations for {user} yet.")
     else:
         items = doc.get("items") if isinstance(doc.get("items"), list) else []

@@ -84,17 +84,6 @@ def upsert_documents(coll, docs, settings: Settings) -> int:
     return len(docs)
 
 
-def upsert_documents(coll, docs, settings: Settings, chunk: int = 10) -> int:
-    """Replace-or-insert each document by `_id`, `chunk` upserts per unordered command. Idempotent and
-    atomic per document: a reader sees the old or the new version, never none."""
-    from pymongo import ReplaceOne
-
-    docs = list(docs)
-    for s in range(0, len(docs), chunk):
-        coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + chunk]], ordered=False)
-    return len(docs)
-
-
 def _options(settings: Settings, collection: str) -> dict[str, str]:
     return {"connection.uri": settings.mongo_uri_with_secret, "database": settings.mongo_db,
             "collection": collection}

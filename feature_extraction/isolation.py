@@ -48,8 +48,10 @@ def _signal_name(exitcode: int | None) -> str | None:
         return f"signal {-exitcode}"
 
 
-def _serve(conn, fn: Callable) -> None:
+def _serve(conn, fn: Callable, initializer: Callable | None) -> None:
     """The child's loop: one call per message, until None or the pipe closes."""
+    if initializer is not None:
+        initializer()
     while True:
         try:
             args = conn.recv()
@@ -61,8 +63,10 @@ def _serve(conn, fn: Callable) -> None:
 
 
 class Isolated:
-    def __init__(self, fn: Callable, timeout_s: float):
-        self.fn, self.timeout_s = fn, float(timeout_s)
+    def __init__(self, fn: Callable, timeout_s: float, initializer: Callable | None = None):
+        """`initializer` runs once in each child before its first call (state that a fork does not carry
+        over, such as OpenBLAS's thread count, which falls back to its default in a forked child)."""
+        self.fn, self.timeout_s, self.initializer = fn, float(timeout_s), initializer
         self._ctx = multiprocessing.get_context("fork")
         self._proc = None
         self._conn = None
@@ -70,7 +74,7 @@ class Isolated:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_serve, args=(child, self.fn), name="musicrec-extract", daemon=True)
+        proc = self._ctx.Process(target=_serve, args=(child, self.fn, self.initializer), name="musicrec-extract", daemon=True)
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent

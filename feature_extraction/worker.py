@@ -38,18 +38,25 @@ def warmup_count() -> int:
     return _STATE["warmups"]
 
 
-def ensure_warm(cfg: features.ExtractorConfig) -> float:
-    """Warm this process up for `cfg` once; returns the seconds it took (0.0 when already warm)."""
-    if _STATE["config"] == cfg:
-        return 0.0
-    started = time.perf_counter()
-    try:  # one BLAS/OpenMP thread per worker: Spark already runs one worker per core
+def one_thread() -> None:
+    """One BLAS/OpenMP thread per process: Spark already runs one Python worker per core. Called in each
+    worker and again in each forked extracting child (OpenBLAS resets its thread count at a fork)."""
+    try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
     except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
         pass
+
+
+def ensure_warm(cfg: features.ExtractorConfig) -> float:
+    """Warm this process up for `cfg` once; returns the seconds it took (0.0 when already warm)."""
+    if _STATE["config"] == cfg:
+        return 0.0
+    started = time.perf_counter()
+    one_thread()
     features.warm_up(cfg)
+    one_thread()  # again: the warm-up loads libraries with thread pools of their own (scipy's OpenBLAS)
     _STATE["config"] = cfg
     _STATE["warmups"] += 1
     return time.perf_counter() - started
@@ -176,7 +183,7 @@ def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version:
         wid = worker_id()
         database = _client(uri)[db]
         # forked after the warm-up, so the extracting process starts warm
-        isolated = Isolated(extract, timeout_s) if settings.extract_isolation else None
+        isolated = Isolated(extract, timeout_s, one_thread) if settings.extract_isolation else None
         try:
             for pdf in batches:
                 status, track_docs, error_ops = [], [], []

@@ -1,6 +1,7 @@
 """Feature extraction benchmark: per-clip cost against the decode floor, and Spark scaling.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py [--clips 24] [--repeats 3] [--spark-files 96]
+        [--boundary-files 60]
 
 Part 1, one process, warm, one BLAS thread (as in a Spark worker), on real 30 s MP3 clips of the demo
 corpus (settings.audio_dir; build it with `python -m feature_extraction.corpus`). For each clip, in
@@ -16,7 +17,8 @@ the crash boundary's overhead per file.
 
 Part 2, the Spark job end to end (list, skip check, extract, join, upsert) on `--spark-files` clips into
 a throwaway database, with local[1] then local[2]; each session first runs a small warm-up job so the
-timed run measures warm Python workers. Target: 2 cores >= 1.8 x 1 core. The machine has 2 cores
+timed run measures warm Python workers. Target: 2 cores >= 1.8 x 1 core. With `--boundary-files`, the
+same job on local[2] with the crash boundary off and on (settings.extract_isolation), interleaved. The machine has 2 cores
 shared with other work, so figures move between runs; the table says what it measured.
 """
 from __future__ import annotations
@@ -81,10 +83,11 @@ def per_clip(paths: list[Path], repeats: int, cfg: features.ExtractorConfig, wit
     threadpool_limits(1)
     features.warm_up(cfg)
     fma_plain_librosa(audio.decode(paths[0], cfg.sample_rate, cfg.clip_seconds), cfg.sample_rate)  # warm
+    threadpool_limits(1)  # again, now that every library with a thread pool is loaded (as worker.ensure_warm)
     from feature_extraction.isolation import Isolated
-    from feature_extraction.worker import extract_file
+    from feature_extraction.worker import extract_file, one_thread
 
-    isolated = Isolated(extract_file, timeout_s=600)  # forked now, warm, as in a Spark task
+    isolated = Isolated(extract_file, timeout_s=600, initializer=one_thread)  # forked now, warm, as in a Spark task
     isolated.call(str(paths[0]), cfg, 0.0)
     rows = {"floor": [], "librosa_load": [], "full": [], "features": [], "plain": [], "direct": [],
             "isolated": []}
@@ -110,7 +113,24 @@ def per_clip(paths: list[Path], repeats: int, cfg: features.ExtractorConfig, wit
         rows["direct"].append(best_of(lambda: extract_file(str(path), cfg, 0.0), repeats))
         rows["isolated"].append(best_of(lambda: isolated.call(str(path), cfg, 0.0), repeats))
     isolated.close()
-    return {"rows": rows, "stages": stages}
+    return {"rows": rows, "stages": stages, "round_trip": boundary_round_trip(extract_file(str(paths[0]), cfg, 0.0))}
+
+
+def _canned(result):
+    return lambda path, cfg, min_seconds: result
+
+
+def boundary_round_trip(result: dict, calls: int = 2000) -> float:
+    """Seconds per call of the crash boundary alone: a child that returns a real per-file result (the
+    519 features and timings) at once, so only the pipe round trip and the pickling are timed."""
+    from feature_extraction.isolation import Isolated
+
+    with Isolated(_canned(result), timeout_s=60) as iso:
+        iso.call("x", None, 0.0)
+        started = time.perf_counter()
+        for _ in range(calls):
+            iso.call("x", None, 0.0)
+        return (time.perf_counter() - started) / calls
 
 
 def spark_scaling(settings, files: int, cores: list[int], warm_files: int = 4) -> list[dict]:
@@ -138,6 +158,32 @@ def spark_scaling(settings, files: int, cores: list[int], warm_files: int = 4) -
     finally:
         MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=3000).drop_database(db)
     return results
+
+
+def boundary_in_spark(settings, files: int, rounds: int = 2, warm_files: int = 4) -> dict:
+    """The Spark job on local[2] with the crash boundary off and on, interleaved (off, on, off, on...):
+    the best Spark-stage seconds of each."""
+    from pymongo import MongoClient
+
+    from common.spark import build_session
+    from feature_extraction import job
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    db = f"musicrec_bench_{uuid.uuid4().hex[:8]}"
+    best = {False: float("inf"), True: float("inf")}
+    s = settings.model_copy(update={"spark_master": "local[2]", "mongo_db": db})
+    spark = build_session(s, "bench-features-boundary")
+    try:
+        job.run(spark, s, limit=warm_files, force=True, progress=False)
+        for _ in range(rounds):
+            for isolation in (False, True):
+                out = job.run(spark, s.model_copy(update={"extract_isolation": isolation}), limit=files,
+                              force=True, progress=False)
+                best[isolation] = min(best[isolation], out["spark_s"])
+    finally:
+        spark.stop()
+        MongoClient(settings.mongo_uri_with_secret, serverSelectionTimeoutMS=3000).drop_database(db)
+    return {"files": files, "off_s": best[False], "on_s": best[True]}
 
 
 def _pool_work(args):
@@ -178,6 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="best of N per clip and measurement")
     parser.add_argument("--spark-files", type=int, default=160, help="files for the Spark scaling (0: skip)")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-librosa FMA reference")
+    parser.add_argument("--boundary-files", type=int, default=0,
+                        help="files for the Spark job with the crash boundary off and on (0: skip)")
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -212,6 +260,8 @@ def main(argv=None) -> int:
     print(f"crash boundary (worker.extract_file per file): direct {ms(r['direct']):.1f} ms, through a forked "
           f"child {ms(r['isolated']):.1f} ms: +{ms(overhead):.2f} ms per file (median over clips), "
           f"{statistics.median(b / a for a, b in zip(r['direct'], r['isolated'])):.3f} x")
+    print(f"crash boundary alone (pipe round trip of a real result, 2,000 calls): "
+          f"{res['round_trip'] * 1000:.3f} ms per file")
     print(f"\n{'stage of the feature set':<36}{'ms/clip':>10}{'share':>8}")
     total = sum(ms(v) for v in res["stages"].values())
     for name, values in sorted(res["stages"].items(), key=lambda kv: -ms(kv[1])):
@@ -234,6 +284,11 @@ def main(argv=None) -> int:
               f"(target >= 1.8)")
         print(f"same work in 2 plain processes vs 1, no Spark, measured now: {capacity:.2f} "
               f"(the ceiling this shared {os.cpu_count()}-core machine allows at the moment)")
+    if args.boundary_files:
+        b = boundary_in_spark(settings, min(args.boundary_files, len(files)))
+        print(f"\nSpark job on local[2], {b['files']} clips, best of 2 interleaved runs: crash boundary off "
+              f"{b['off_s']:.1f} s, on {b['on_s']:.1f} s ({b['on_s'] / b['off_s']:.3f} x; "
+              f"{1000 * (b['on_s'] - b['off_s']) / b['files']:+.1f} ms per file of Spark stage)")
     return 0
 
 

@@ -36,7 +36,7 @@ from feature_extraction.isolation import CRASHED
 
 STATUS_SCHEMA = ("track_id long, path string, status string, reason string, has_metadata boolean, "
                  "audio_seconds double, decode_s double, extract_s double, warm_s double, worker string, "
-                 "warmups long")
+                 "warmups long, boundary_s double")
 META_SCHEMA = ("track_id long, title string, artist string, album string, album_type string, "
                "genre_top string, genre_ids array<long>, genres array<string>, tags array<string>, "
                "listens long, date_created string, duration double, license string, recording string, "
@@ -300,6 +300,7 @@ def summarise(statuses: list[dict], files, current, unusable, version: str, seco
     extract = [s["extract_s"] for s in extracted if s["extract_s"] is not None]
     workers = {s["worker"]: s["warmups"] for s in statuses}
     warm = [s["warm_s"] for s in statuses if s["warm_s"]]
+    boundary = sorted(s["boundary_s"] for s in statuses if s.get("boundary_s") is not None)
     return {
         "audio_root": audio_root,
         "metadata": metadata_source,
@@ -318,6 +319,7 @@ def summarise(statuses: list[dict], files, current, unusable, version: str, seco
         "warmup_s_mean": sum(warm) / len(warm) if warm else None,
         "decode_s_mean": sum(decode) / len(decode) if decode else None,
         "extract_s_mean": sum(extract) / len(extract) if extract else None,
+        "boundary_ms_median": 1000 * boundary[len(boundary) // 2] if boundary else None,
         "seconds": seconds,
         "tracks_per_s": len(extracted) / seconds if seconds > 0 else None,
     }
@@ -332,8 +334,11 @@ def summary_line(s: dict) -> str:
             f"{f' ({reasons})' if reasons else ''}; {s['without_metadata']} without metadata; "
             f"{s['seconds']:.1f} s")
     if s["extracted"]:
+        boundary = s.get("boundary_ms_median")
         line += (f", {s['tracks_per_s']:.2f} tracks/s (decode {s['decode_s_mean'] * 1000:.0f} ms + features "
-                 f"{s['extract_s_mean'] * 1000:.0f} ms per file, {s['python_workers']} Python workers)")
+                 f"{s['extract_s_mean'] * 1000:.0f} ms per file"
+                 + ("" if boundary is None else f", crash boundary {boundary:.2f} ms")
+                 + f", {s['python_workers']} Python workers)")
     return line + f"; feature version {s['feature_version']}"
 
 

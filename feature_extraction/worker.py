@@ -135,7 +135,7 @@ def error_document(path: str, track_id, reason: str, version: str, at: datetime,
 
 
 STATUS_COLUMNS = ["track_id", "path", "status", "reason", "has_metadata", "audio_seconds", "decode_s",
-                  "extract_s", "warm_s", "worker", "warmups"]
+                  "extract_s", "warm_s", "worker", "warmups", "boundary_s"]
 
 
 def failure_reason(outcome) -> tuple[str, str | None]:
@@ -173,7 +173,10 @@ def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version:
             return extract(path, cfg, min_seconds)
         outcome = isolated.call(path, cfg, min_seconds)
         if outcome.status == OK:
-            return outcome.value
+            out = outcome.value
+            # the boundary's own cost: the call's wall time minus the work the child timed itself
+            out["boundary_s"] = outcome.seconds - (out["decode_s"] or 0.0) - (out["extract_s"] or 0.0)
+            return out
         reason, sig = failure_reason(outcome)
         return {"features": None, "error": reason, "signal": sig, "audio_seconds": None,
                 "decode_s": outcome.seconds, "extract_s": None}
@@ -204,7 +207,7 @@ def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version:
                         "has_metadata": isinstance(row.get("has_metadata"), (bool, np.bool_))
                         and bool(row["has_metadata"]), "audio_seconds": result["audio_seconds"],
                         "decode_s": result["decode_s"], "extract_s": result["extract_s"], "warm_s": warm_s,
-                        "worker": wid, "warmups": warmup_count()})
+                        "worker": wid, "warmups": warmup_count(), "boundary_s": result.get("boundary_s")})
                     warm_s = 0.0  # reported once, with the first file after the warm-up
                     if files_done is not None:
                         files_done.add(1)

@@ -140,6 +140,8 @@ def test_a_crash_and_a_hang_cost_their_files_only(faulted, mongo, fault_settings
     tracks = by_id(mongo, fault_settings.coll_tracks)
     assert set(tracks) == {*GOOD, 43, 45}      # every other readable file, all codecs
     assert faulted["failure_reasons"]["crashed"] == 1 and faulted["failure_reasons"]["timeout"] == 1
+    assert 0 <= faulted["boundary_ms_median"] < 250   # the boundary's own cost per file, measured in the job
+    assert "crash boundary" in job.summary_line(faulted)
 
 
 def test_bad_audio_and_metadata_each_get_a_reason(faulted, mongo, fault_settings):

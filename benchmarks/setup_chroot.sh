@@ -16,12 +16,20 @@ BASE=${MUSICREC_CHROOT_PORT_BASE:-28000}
 C=$ROOT/.cache/chroot/$SUITE
 [ "$(id -u)" = 0 ] || { echo "setup_chroot: needs root (debootstrap, chroot, mount)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "setup_chroot: debootstrap not found: apt-get install debootstrap" >&2; exit 1; }
-umount_all() { for m in dev/pts dev sys proc; do mountpoint -q "$C/$m" && umount "$C/$m"; done; true; }
+umount_all() {
+  local m; for m in dev/pts dev sys proc; do
+    if mountpoint -q "$C/$m"; then umount "$C/$m" || umount -l "$C/$m" || true; fi
+  done
+}
+remove_chroot() {  # never through a mount that is still there (a bound /dev is the host's)
+  if grep -q " $C/" /proc/mounts; then echo "setup_chroot: mounts left under $C; not removing it" >&2; return 1; fi
+  rm -rf --one-file-system "$C"
+}
 cleanup() {
   chroot "$C" bash -c 'cd /root/musicrec && [ -x .venv/bin/python ] && .venv/bin/python -m stack.services down' >/dev/null 2>&1 || true
-  [ "${KEEP:-0}" = 1 ] || { umount_all; rm -rf "$C"; }
+  [ "${KEEP:-0}" = 1 ] || { umount_all; remove_chroot; }
 }
-umount_all; rm -rf "$C"; mkdir -p "$(dirname "$C")"
+umount_all; remove_chroot; mkdir -p "$(dirname "$C")"
 trap cleanup EXIT
 t0=$(date +%s); echo "[chroot] load: $(uptime | sed 's/.*load average/load average/')"
 debootstrap --variant=minbase "$SUITE" "$C" "$MIRROR" > "$C.debootstrap.log" 2>&1 \

@@ -9,6 +9,9 @@ its connections, and installs an event trigger that gives every table FerretDB c
 collection) a GIN index on `_id`, plus that index on tables that lack it. Why both: FerretDB pushes a
 find by `_id` down as `_jsonb->'_id' @> $2`, which its own btree `_id` index cannot serve; a GIN
 `jsonb_path_ops` index can, but only when the planner sees the value, which a cached generic plan hides.
+The index has `fastupdate = off`: with GIN's default pending list, every insert and every update (a new
+row version) queues its entry in a list that each lookup scans until a vacuum merges it; after 100k
+fresh documents a find by `_id` took 14.5 ms instead of under 1 ms.
 """
 from __future__ import annotations
 
@@ -26,12 +29,19 @@ DATABASE = "ferretdb"
 
 ID_INDEX_SQL = """
 CREATE OR REPLACE FUNCTION musicrec_id_index(tbl regclass) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE idx regclass;
 BEGIN
-  IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = '_jsonb' AND NOT attisdropped)
-     AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                     WHERE i.indrelid = tbl AND c.relname = 'musicrec_id_' || tbl::oid) THEN
-    EXECUTE format('CREATE INDEX %I ON %s USING gin ((_jsonb -> ''_id'') jsonb_path_ops)',
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = '_jsonb' AND NOT attisdropped) THEN
+    RETURN;
+  END IF;
+  SELECT i.indexrelid INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+   WHERE i.indrelid = tbl AND c.relname = 'musicrec_id_' || tbl::oid;
+  IF idx IS NULL THEN
+    EXECUTE format('CREATE INDEX %I ON %s USING gin ((_jsonb -> ''_id'') jsonb_path_ops) WITH (fastupdate = off)',
                    'musicrec_id_' || tbl::oid, tbl);
+  ELSIF NOT coalesce((SELECT 'fastupdate=off' = ANY (reloptions) FROM pg_class WHERE oid = idx), false) THEN
+    EXECUTE format('ALTER INDEX %s SET (fastupdate = off)', idx);
+    PERFORM gin_clean_pending_list(idx);
   END IF;
 END $f$;
 

@@ -41,6 +41,10 @@ def test_a_find_by_id_uses_the_gin_index_on_a_new_collection(fresh, settings):
     # cannot (which is why the database runs with plan_cache_mode=force_custom_plan)
     top = plan["queryPlanner"]["Plan"]
     table = f'"{top["Schema"]}"."{top["Relation Name"]}"'
+    # no pending list: GIN's default (fastupdate) queues new entries in a list every lookup scans
+    options = postgres.psql(settings, f"SELECT c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                      f"WHERE i.indrelid = '{table}'::regclass AND c.relname LIKE 'musicrec_id_%'")
+    assert options == "{fastupdate=off}"
 
     def explain(mode: str) -> str:
         return postgres.psql(settings, f"PREPARE q(text, jsonb) AS SELECT _jsonb FROM {table} WHERE _jsonb->$1 @> $2;\n"

@@ -114,15 +114,12 @@ def _write_unusable(settings: Settings, files: list[layout.AudioFile], version: 
         return
     from datetime import datetime, timezone
 
-    from pymongo import ReplaceOne
-
-    from common.store import database
+    from common.store import database, upsert_documents
     from feature_extraction.worker import error_document
 
     at = datetime.now(timezone.utc)
-    ops = [ReplaceOne({"_id": f.path}, error_document(f.path, f.track_id, _unusable_reason(f), version, at),
-                      upsert=True) for f in files]
-    database(settings)[settings.coll_errors].bulk_write(ops, ordered=False)
+    docs = [error_document(f.path, f.track_id, _unusable_reason(f), version, at) for f in files]
+    upsert_documents(database(settings)[settings.coll_errors], docs, settings)
 
 
 def metadata_failures(meta) -> list[dict]:
@@ -137,15 +134,12 @@ def _write_metadata_failures(settings: Settings, failures: list[dict], version: 
         return
     from datetime import datetime, timezone
 
-    from pymongo import ReplaceOne
-
-    from common.store import database
+    from common.store import database, upsert_documents
     from feature_extraction.worker import error_document
 
     at = datetime.now(timezone.utc)
-    ops = [ReplaceOne({"_id": f["path"]}, error_document(f["path"], None, f["reason"], version, at), upsert=True)
-           for f in failures]
-    database(settings)[settings.coll_errors].bulk_write(ops, ordered=False)
+    docs = [error_document(f["path"], None, f["reason"], version, at) for f in failures]
+    upsert_documents(database(settings)[settings.coll_errors], docs, settings)
 
 
 def metadata_frame(spark, meta, track_ids: list[int]):

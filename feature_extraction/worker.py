@@ -155,18 +155,20 @@ def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version:
     track keeps its previous version until the new one is written, and a rerun or a retried task writes
     the same documents. Errors are keyed by path. `extract` is the per-file function (a test swaps in
     one that crashes or hangs)."""
-    from pymongo import DeleteOne, ReplaceOne
-
     from common.store import upsert_documents
     from feature_extraction.isolation import OK, Isolated
 
     min_seconds, timeout_s = settings.min_seconds, settings.extract_timeout_s
     uri, db = settings.mongo_uri_with_secret, settings.mongo_db
 
-    def flush(database, track_docs, error_ops):
+    def flush(database, track_docs, error_docs):
+        """Tracks, then the errors of this batch, then the errors of files now extracted: every write
+        through common.store (statements per command bounded by the local store's pool)."""
         upsert_documents(database[settings.coll_tracks], track_docs, settings)
-        if error_ops:
-            database[settings.coll_errors].bulk_write(error_ops, ordered=False)
+        upsert_documents(database[settings.coll_errors], error_docs, settings)
+        healed = [d["path"] for d in track_docs]
+        if healed:
+            database[settings.coll_errors].delete_many({"_id": {"$in": healed}})
 
     def one_file(isolated, path: str) -> dict:
         if isolated is None:
@@ -189,18 +191,16 @@ def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version:
         isolated = Isolated(extract, timeout_s, one_thread) if settings.extract_isolation else None
         try:
             for pdf in batches:
-                status, track_docs, error_ops = [], [], []
+                status, track_docs, error_docs = [], [], []
                 for row in pdf.to_dict("records"):
                     result = one_file(isolated, os.path.join(audio_root, row["path"]))
                     at = datetime.now(timezone.utc)
                     if result["error"] is None:
                         row["features"] = result["features"]
                         track_docs.append(track_document(row, version, at))
-                        error_ops.append(DeleteOne({"_id": row["path"]}))
                     else:
-                        error_ops.append(ReplaceOne({"_id": row["path"]}, error_document(
-                            row["path"], row["track_id"], result["error"], version, at, result.get("signal")),
-                            upsert=True))
+                        error_docs.append(error_document(row["path"], row["track_id"], result["error"], version,
+                                                         at, result.get("signal")))
                     status.append({
                         "track_id": int(row["track_id"]), "path": row["path"],
                         "status": "failed" if result["error"] else "extracted", "reason": result["error"],
@@ -213,10 +213,10 @@ def make_task(audio_root: str, cfg: features.ExtractorConfig, settings, version:
                         files_done.add(1)
                     if files_failed is not None and result["error"]:
                         files_failed.add(1)
-                    if len(track_docs) + len(error_ops) >= WRITE_BATCH:
-                        flush(database, track_docs, error_ops)
-                        track_docs, error_ops = [], []
-                flush(database, track_docs, error_ops)
+                    if len(track_docs) + len(error_docs) >= WRITE_BATCH:
+                        flush(database, track_docs, error_docs)
+                        track_docs, error_docs = [], []
+                flush(database, track_docs, error_docs)
                 yield pd.DataFrame(status, columns=STATUS_COLUMNS)
         finally:
             if isolated is not None:

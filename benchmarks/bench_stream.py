@@ -56,6 +56,7 @@ TARGET_P95_MS = 1000.0
 def synthetic_catalogue(base: Settings, n: int, models_dir: Path) -> Settings:
     """A 100k-track catalogue and model bundle in SYNTH_DB (built once, then reused)."""
     from benchmarks.synthetic import GENRES, clustered
+    from common import storage
     from common.store import database
     from jobs.model_store import ModelBundle, bundle_path, current_version, set_current
 
@@ -63,7 +64,7 @@ def synthetic_catalogue(base: Settings, n: int, models_dir: Path) -> Settings:
                                 "coll_models": f"models_{n}"})
     db = database(s, 30_000)
     version = f"{SYNTH_VERSION}-{n}"
-    if current_version(s) == version and bundle_path(s, version).exists() and \
+    if current_version(s) == version and storage.exists(bundle_path(s, version)) and \
             db[s.coll_tracks].estimated_document_count() == n:
         return s
     print(f"building the synthetic catalogue: {n} tracks into {SYNTH_DB} (once)", flush=True)

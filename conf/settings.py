@@ -9,10 +9,11 @@ masks them.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import os
@@ -27,6 +28,10 @@ def _project_root() -> Path:
 
 ROOT = _project_root()
 
+# a local path or a URI (file://, hdfs://, s3a://, ...): kept as text, since pathlib would fold "hdfs://nn/x" into
+# "hdfs:/nn/x"; common/storage.py reads and writes it, and gives Spark its URI
+StorageUri = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, PurePath) else v)]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MUSICREC_", env_file=str(ROOT / ".env"), extra="ignore")
@@ -38,13 +43,29 @@ class Settings(BaseSettings):
     jars_dir: Path = Field(ROOT / ".cache" / "jars" / "spark", description="connector jars for --jars")
     audio_dir: Path = Field(ROOT / "data" / "corpus" / "fma_demo", description="FMA-style audio folder")
     metadata_dir: Path = Field(ROOT / "data" / "corpus" / "fma_metadata", description="tracks.csv, genres.csv")
-    models_dir: Path = Field(ROOT / "data" / "models", description="versioned PipelineModels")
-    checkpoint_dir: Path = Field(ROOT / "data" / "checkpoints", description="streaming checkpoints")
+    models_dir: StorageUri = Field(str(ROOT / "data" / "models"), description="versioned PipelineModels: a path "
+                                   "or a URI (file://, hdfs://, s3a://) that the driver and executors share")
+    checkpoint_dir: StorageUri = Field(str(ROOT / "data" / "checkpoints"), description="streaming checkpoints: a "
+                                       "path or a URI (file://, hdfs://, s3a://) on storage the cluster shares")
+    artefacts_dir: Path = Field(ROOT / ".cache" / "artefacts", description="what `python -m deploy` builds for "
+                                "spark-submit on a cluster: code zip, packed environment")
+    deploy_python_prefix: str = Field("", description="prefix of the Python 3.11 on the cluster's nodes that the "
+                                      "packed environment links to, e.g. /usr (empty: this interpreter's)")
 
     # --- Spark ---------------------------------------------------------------------------------------
     spark_master: str = Field("local[*]", description="Spark master URL (local[*], spark://, yarn, k8s://)")
     spark_app_prefix: str = Field("musicrec", description="prefix of Spark application names")
     spark_shuffle_partitions: int = Field(4, description="spark.sql.shuffle.partitions")
+
+    # --- the local standalone cluster (python -m stack.cluster) ------------------------------------------
+    cluster_host: str = Field("127.0.0.1", description="address the local standalone master and workers bind")
+    cluster_master_port: int = Field(7077, description="local standalone master port (spark://HOST:PORT)")
+    cluster_master_ui_port: int = Field(8080, description="local standalone master web UI port")
+    cluster_worker_port: int = Field(7078, description="first local worker's port (worker i: this + i)")
+    cluster_worker_ui_port: int = Field(8081, description="first local worker's web UI port (worker i: this + i)")
+    cluster_workers: int = Field(2, description="workers of the local standalone cluster")
+    cluster_worker_cores: int = Field(1, description="cores of each local worker")
+    cluster_worker_memory: str = Field("2g", description="memory of each local worker")
 
     # --- Kafka ---------------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
@@ -160,6 +181,8 @@ def reference_table() -> str:
     rows = ["| environment variable | default | what |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         value = field.get_default(call_default_factory=True)   # the code's default, whatever the environment
+        if isinstance(value, str) and value.startswith(f"{ROOT}/"):   # a StorageUri's local default
+            value = Path(value)
         if value is None or isinstance(value, SecretStr):
             text = "(unset)" if value is None or not value.get_secret_value() else "***"
         elif isinstance(value, Path):

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from common import storage
 from conf import Settings, get_settings
 from jobs import evaluation, neighbours
 from jobs.lsh import bucket_ids, exact_top_k
@@ -114,7 +115,7 @@ def new_version(settings: Settings) -> str:
     while True:
         now = datetime.now(timezone.utc)
         version = now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
-        if not version_dir(settings, version).exists():
+        if not storage.exists(version_dir(settings, version)):
             return version
         time.sleep(0.002)
 
@@ -183,7 +184,7 @@ def _fit(df, cat: Catalogue, settings: Settings, opt: dict, timings: dict) -> di
     model = build_pipeline(params["pca_k"], params["bucket_length"], params["num_hash_tables"],
                            params["seed"]).fit(df)
     version = new_version(settings)
-    model.write().save(str(pipeline_path(settings, version)))
+    model.write().save(storage.spark_uri(pipeline_path(settings, version)))
     bundle = bundle_from_pipeline(model, version, cat.feature_version, params["band_size"], cat.ids,
                                   features=cat.features)
     bundle.save(bundle_path(settings, version))

@@ -5,18 +5,21 @@ The fit (jobs/fit_model.py) saves each version in its own folder:
     <models_dir>/<version>/pipeline     the Spark `PipelineModel` (scaler, optional PCA, BRP LSH)
     <models_dir>/<version>/bundle.npz   the same maths as numpy arrays, plus the catalogue in model space
 
+`models_dir` is a path or a URI (hdfs://, s3a://) that the driver and the executors share (common/storage.py).
+
 and records the version in the `models` collection with a pointer document `{_id: "current", version}`.
 The streaming job and the dashboard call `load_bundle(settings)` to get whatever is current; the
 bundle's `transform` equals the Spark pipeline (tested), and its `index()` is the banded LSH index.
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from common import storage
 from conf import Settings
 from jobs.lsh import BandedIndex
 
@@ -75,22 +78,22 @@ class ModelBundle:
                                             self.band_size)
         return self._index
 
-    def save(self, path: Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def save(self, path: str) -> str:
+        """Write the bundle whole to a path or URI."""
         meta = {"version": self.version, "feature_version": self.feature_version,
                 "bucket_length": float(self.bucket_length), "band_size": int(self.band_size)}
         arrays = dict(mean=self.mean, scale=self.scale, projections=self.projections, ids=self.ids,
                       vectors=np.asarray(self.vectors, dtype=np.float32), meta=np.array(json.dumps(meta)))
         if self.pca is not None:
             arrays["pca"] = self.pca
-        with open(path, "wb") as fh:  # np.savez on a path would append ".npz" to other names
-            np.savez(fh, **arrays)
-        return path
+        buf = io.BytesIO()   # np.savez on a path would append ".npz" to other names
+        np.savez(buf, **arrays)
+        storage.write_bytes(str(path), buf.getvalue())
+        return str(path)
 
     @classmethod
-    def read(cls, path: Path) -> "ModelBundle":
-        with np.load(Path(path), allow_pickle=False) as z:
+    def read(cls, path: str) -> "ModelBundle":
+        with np.load(storage.open_input(str(path)), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             return cls(version=meta["version"], feature_version=meta["feature_version"],
                        mean=z["mean"], scale=z["scale"], pca=z["pca"] if "pca" in z.files else None,
@@ -99,16 +102,16 @@ class ModelBundle:
                        vectors=np.asarray(z["vectors"], dtype=np.float32))
 
 
-def version_dir(settings: Settings, version: str) -> Path:
-    return Path(settings.models_dir) / version
+def version_dir(settings: Settings, version: str) -> str:
+    return storage.join(settings.models_dir, version)
 
 
-def bundle_path(settings: Settings, version: str) -> Path:
-    return version_dir(settings, version) / BUNDLE_FILE
+def bundle_path(settings: Settings, version: str) -> str:
+    return storage.join(version_dir(settings, version), BUNDLE_FILE)
 
 
-def pipeline_path(settings: Settings, version: str) -> Path:
-    return version_dir(settings, version) / PIPELINE_DIR
+def pipeline_path(settings: Settings, version: str) -> str:
+    return storage.join(version_dir(settings, version), PIPELINE_DIR)
 
 
 def current_version(settings: Settings) -> str | None:
@@ -134,7 +137,7 @@ def load_bundle(settings: Settings, version: str | None = None) -> ModelBundle:
             raise LookupError(f"no current model in {settings.mongo_db}.{settings.coll_models}: "
                               "run `./spark-submit.sh jobs/fit_model.py` first")
     path = bundle_path(settings, version)
-    if not path.exists():
+    if not storage.exists(path):
         raise FileNotFoundError(f"model {version}: no bundle at {path}")
     return ModelBundle.read(path)
 

@@ -232,7 +232,9 @@ def _python_for_udfs(spark) -> None:
 
 
 def checkpoint_path(settings: Settings) -> str:
-    return str(settings.checkpoint_dir / QUERY_NAME)
+    from common import storage
+
+    return storage.spark_uri(storage.join(settings.checkpoint_dir, QUERY_NAME))
 
 
 STREAM_CONF = {

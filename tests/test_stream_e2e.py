@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,7 +244,7 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model
         assert produce_records(s, records).sent == len(records)
 
     cmd = ["./spark-submit.sh", "jobs/recommend_stream.py", "--until-idle", "2", "--timeout", "300"]
-    ckpt = killed.checkpoint_dir / rs.QUERY_NAME
+    ckpt = Path(killed.checkpoint_dir) / rs.QUERY_NAME
     log = open(tmp_path / "killed.log", "w")
     proc = subprocess.Popen(cmd, cwd=base.root, env=env_for(killed), start_new_session=True, stdout=log,
                             stderr=subprocess.STDOUT)

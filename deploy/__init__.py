@@ -1,0 +1,1 @@
+"""The artefacts that spark-submit ships to a cluster (`python -m deploy`)."""

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-fast bench corpus dashboard
+.PHONY: setup up down status demo test test-fast bench corpus dashboard artefacts cluster-up cluster-down cluster-status
 
 setup:            ## install venv, jars, Kafka, FerretDB (idempotent)
 	@bash scripts/setup.sh
@@ -34,3 +34,15 @@ dashboard: up     ## serve the dashboard on 127.0.0.1:8501
 
 bench: up         ## print the benchmark tables
 	@bash benchmarks/run_all.sh
+
+artefacts: setup  ## build (or reuse) the code zip and packed environment for spark-submit on a cluster
+	@$(PY) -m deploy
+
+cluster-up: setup ## a local Spark standalone master + 2 one-core workers on loopback
+	@$(PY) -m stack.cluster up
+
+cluster-down:     ## stop the local Spark cluster
+	@$(PY) -m stack.cluster down
+
+cluster-status:   ## the local Spark cluster's processes and workers
+	@$(PY) -m stack.cluster status

@@ -113,6 +113,17 @@ def build_env(root: Path, out_dir: Path, log=print, python_prefix: str = "") -> 
     target = out_dir / f"musicrec-env-{env_key(root, python_prefix)}.tar.gz"
     if target.exists():
         return target
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".env-build.lock", "w") as lock:   # two submits at once: one builds, the other waits
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        return _build_env(root, out_dir, target, log, python_prefix)
+
+
+def _build_env(root: Path, out_dir: Path, target: Path, log, python_prefix: str) -> Path:
     reqs = runtime_requirements(root)
     with tempfile.TemporaryDirectory(prefix="musicrec-env-", dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
         tmp = Path(tmp)
@@ -124,9 +135,9 @@ def build_env(root: Path, out_dir: Path, log=print, python_prefix: str = "") -> 
         (tmp / "constraints.txt").write_text("\n".join(_constraints()) + "\n")
         subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                         "-r", str(tmp / "requirements.txt"), "-c", str(tmp / "constraints.txt")], check=True)
-        # pip is no runtime dependency; the rest must import (a broken build fails here, not on the executors)
+        # what the executors import must import here (a broken build fails now, not on the cluster)
         subprocess.run([str(env / "bin" / "python"), "-c", "import numpy, pandas, pyarrow, librosa, pymongo, "
-                        "pydantic_settings, soundfile, confluent_kafka"], check=True)
+                        "pydantic_settings, soundfile, confluent_kafka, google.protobuf.descriptor"], check=True)
         out = tmp / target.name
         log(f"[deploy] packing it with venv-pack into {target}")
         prefix = ["--python-prefix", python_prefix] if python_prefix else []

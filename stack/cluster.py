@@ -6,8 +6,8 @@
 
 They are started with pyspark's own `bin/spark-class` (`SPARK_HOME` set to the pyspark package):
 `org.apache.spark.deploy.master.Master` and `...deploy.worker.Worker --cores C --memory M --work-dir DIR`,
-each worker with its own work folder under data/cluster/. The workers run in a cleaned environment: no
-`PYSPARK_PYTHON`, no project venv on `PATH`, no `MUSICREC_*`, no `PYTHONPATH`. So their executors are
+each worker with its own work folder under data/cluster/<master port>/. The workers run in a cleaned
+environment: no `PYSPARK_PYTHON`, no project venv on `PATH`, no `MUSICREC_*`, no `PYTHONPATH`. So their executors are
 separate JVMs whose Python workers run whatever the application ships: `./spark-submit.sh` ships the
 packed environment (`--archives ...#env`, python -m deploy) and the code zip, as on a real cluster.
 Ports: settings cluster_master_port, cluster_master_ui_port, cluster_worker_port (+i), cluster_worker_ui_port
@@ -39,7 +39,8 @@ def master_url(settings: Settings) -> str:
 
 
 def cluster_dir(settings: Settings) -> Path:
-    return Path(settings.data_dir) / "cluster"
+    """Pid files, logs and work folders of the cluster on this master port (two clusters never share them)."""
+    return Path(settings.data_dir) / "cluster" / str(settings.cluster_master_port)
 
 
 def clean_env(settings: Settings) -> dict[str, str]:

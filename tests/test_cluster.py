@@ -106,7 +106,7 @@ def runs(spark, settings, corpus_dirs, cluster, tmp_path_factory, mongo):
     """The same input through local[2] (in this process) and through the cluster (./spark-submit.sh)."""
     from feature_extraction import job as extraction
     from jobs.fit_model import run as fit
-    from simulator.behaviour import SimCatalogue, Simulator
+    from simulator.behaviour import Simulator, load_catalogue
     from simulator.produce import produce_records
     from stack.services import ensure_topics
 
@@ -123,7 +123,7 @@ def runs(spark, settings, corpus_dirs, cluster, tmp_path_factory, mongo):
         out["cluster_fit"] = submit(remote, cluster, "jobs/fit_model.py").stdout
         # the simulated events, once, in one topic that both streams read from the start
         ensure_topics(local)
-        sim = Simulator(SimCatalogue.from_store(local), USERS, seed=5, concurrent=USERS, bad_rate=0.02, run_id="cl")
+        sim = Simulator(load_catalogue(local), USERS, seed=5, concurrent=USERS, bad_rate=0.02, run_id="cl")
         now = int(time.time() * 1000)
         stats = produce_records(local, sim.records(EVENTS, now - EVENTS * 50, 50))
         assert stats.sent == EVENTS

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-fast bench corpus dashboard artefacts cluster-up cluster-down cluster-status
+.PHONY: setup up down status demo test test-cluster test-fast bench corpus dashboard artefacts cluster-up cluster-down cluster-status
 
 setup:            ## install venv, jars, Kafka, FerretDB (idempotent)
 	@bash scripts/setup.sh
@@ -22,6 +22,9 @@ demo: up          ## run the whole pipeline on the demo corpus
 
 test: up          ## unit and integration tests over the real services
 	@$(PY) -m pytest -q
+
+test-cluster: up  ## the jobs on a local standalone cluster vs local[2] (tests/test_cluster.py, ~10 min)
+	@$(PY) -m pytest -q -m cluster tests/test_cluster.py
 
 test-fast: setup  ## the tests that need no services
 	@$(PY) -m pytest -q -m "not integration"

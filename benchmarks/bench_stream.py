@@ -22,8 +22,9 @@ Ratios are p95 against the 100 events/s run of the same catalogue and trigger (t
         [--rates 100,1000,5000] [--triggers 0,0.25] [--users 10000] [--sessions 2000]
         [--warmup 10] [--seconds 30] [--ceiling-events 30000]
 
-The synthetic catalogue is clustered vectors (benchmarks/synthetic.py) standardised into a 64-d model
-space with 8 x 32 banded projections (bucket length 4), written as a model bundle without a Spark fit,
+The synthetic catalogues are clustered vectors (benchmarks/synthetic.py) standardised into a 64-d model
+space, with the banded LSH setting the model job's tuner (jobs/tuning.py) picks for recall@10 >= 0.95,
+written as a model bundle without a Spark fit,
 with metadata-only `tracks` documents, kept in the database `musicrec_bench_stream` between runs.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from conf import Settings, get_settings  # noqa: E402
 
 SYNTH_DB = "musicrec_bench_stream"
-SYNTH_VERSION = "synthetic-v1"
+SYNTH_VERSION = "synthetic-tuned-v2"
 TARGET_P95_MS = 1000.0
 
 
@@ -58,6 +59,8 @@ def synthetic_catalogue(base: Settings, n: int, models_dir: Path) -> Settings:
     from benchmarks.synthetic import GENRES, clustered
     from common import storage
     from common.store import database
+    from jobs.lsh import exact_top_k
+    from jobs.tuning import Grid, random_projections, tune
     from jobs.model_store import ModelBundle, bundle_path, current_version, set_current
 
     s = base.model_copy(update={"mongo_db": SYNTH_DB, "models_dir": models_dir, "coll_tracks": f"tracks_{n}",
@@ -72,11 +75,19 @@ def synthetic_catalogue(base: Settings, n: int, models_dir: Path) -> Settings:
     x = cat.features
     vectors = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
     rng = np.random.default_rng(7)
-    proj = rng.normal(size=(8 * 32, 64))
-    proj /= np.linalg.norm(proj, axis=1, keepdims=True)
     ids = np.arange(1, n + 1, dtype=np.int64)
+    # the LSH setting the model job would pick for this catalogue (jobs.tuning, recall@10 >= 0.95)
+    query_pos = rng.choice(n, size=min(n, 300), replace=False)
+    truth, _ = exact_top_k(vectors[query_pos], vectors, ids, 10, exclude_self=True, query_pos=query_pos)
+    grid = Grid(pca_k=(0,), bucket_factor=(1.5, 2.0, 3.0), band_size=(8, 12), bands=(16, 32, 64))
+    chosen = tune({0: vectors}, ids, query_pos, truth, 0.95, grid=grid, seed=7, progress=False)["chosen"]
+    proj = random_projections(chosen["band_size"] * chosen["bands"], 64, rng)
+    print(f"  LSH for {n} tracks: bucket length {chosen['bucket_length']:.2f}, {chosen['bands']} bands of "
+          f"{chosen['band_size']}, recall@10 {chosen['recall']:.3f}, {chosen['candidate_fraction']:.1%} candidates",
+          flush=True)
     bundle = ModelBundle(version=version, feature_version="synthetic", mean=np.zeros(64), scale=np.ones(64),
-                         pca=None, projections=proj, bucket_length=4.0, band_size=8, ids=ids, vectors=vectors)
+                         pca=None, projections=proj, bucket_length=chosen["bucket_length"],
+                         band_size=chosen["band_size"], ids=ids, vectors=vectors)
     bundle.save(bundle_path(s, version))
     db[s.coll_tracks].drop()
     listens = (100_000 / (1 + rng.permutation(n))).astype(int)

@@ -126,8 +126,8 @@ class Catalogue:
         keys, order = self._sorted()
         if not len(keys) or not len(want):
             return np.full(len(want), -1, dtype=np.int64)
-        pos = np.clip(np.searchsorted(keys, want), 0, len(keys) - 1)
-        return np.where(keys[pos] == want, order[pos], -1).astype(np.int64)
+        pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        return np.where(keys[pos] == want, order[pos], -1)
 
     def row(self, track_id) -> int:
         try:
@@ -173,6 +173,11 @@ class Catalogue:
     def popular(self) -> np.ndarray:
         """Rows by listens, most first (ties by id)."""
         return self._derived("popular", lambda: np.lexsort((self.ids, -self.listens)))
+
+    @property
+    def max_listens(self) -> int:
+        """The most listens of a track (at least 1)."""
+        return self._derived("max_listens", lambda: max(1, int(self.listens.max())) if len(self) else 1)
 
     @property
     def genres(self) -> list[str]:

@@ -144,31 +144,31 @@ def _popular_order(catalogue: Catalogue, affinity: dict):
 
 def select(catalogue: Catalogue, query: Query, cand_rows, cand_d, k: int, max_per_artist: int) -> list[Item]:
     """The user's top k: candidates in distance order through the filters, then popular fill."""
+    ids, vcode, acode = catalogue.ids, catalogue.version_code, catalogue.artist_code
     heard = {int(t) for t in query.heard}
-    heard_rows = catalogue.rows(sorted(heard))
-    heard_versions = {int(v) for v in catalogue.version_code[heard_rows[heard_rows >= 0]]}
-    used_versions: set = set()
+    heard_rows = catalogue.rows(np.fromiter(heard, dtype=np.int64, count=len(heard)))
+    used_versions = set(vcode[heard_rows[heard_rows >= 0]].tolist())    # no version of a heard song either
     per_artist: dict = {}
     chosen: list[tuple[int, float | None, str | None]] = []   # (row, distance, fill genre)
 
     def take(r: int) -> bool:
-        if int(catalogue.ids[r]) in heard:
+        if int(ids[r]) in heard:
             return False
-        v = int(catalogue.version_code[r])
-        if v in heard_versions or v in used_versions:
+        v = int(vcode[r])
+        if v in used_versions:
             return False
-        a = int(catalogue.artist_code[r])
+        a = int(acode[r])
         if per_artist.get(a, 0) >= max_per_artist:
             return False
         used_versions.add(v)
         per_artist[a] = per_artist.get(a, 0) + 1
         return True
 
-    for r, d in zip(cand_rows, cand_d):
+    for r, d in zip(np.asarray(cand_rows).tolist(), np.asarray(cand_d).tolist()):
         if len(chosen) >= k:
             break
-        if r >= 0 and take(int(r)):
-            chosen.append((int(r), float(d), None))
+        if r >= 0 and take(r):
+            chosen.append((r, d, None))
     if len(chosen) < k:
         for r, g in _popular_order(catalogue, query.affinity):
             if len(chosen) >= k:
@@ -178,25 +178,32 @@ def select(catalogue: Catalogue, query: Query, cand_rows, cand_d, k: int, max_pe
     return _explain(catalogue, query, chosen)
 
 
+def _reason_tracks(catalogue: Catalogue, query: Query, rows: list[int]) -> list[int | None]:
+    """For each catalogue row, the user's positive track closest to it (ties: the smaller id)."""
+    pos = sorted({int(t) for t, w in query.positives if w > 0})
+    pos_rows = catalogue.rows(np.asarray(pos, dtype=np.int64)) if pos else np.zeros(0, dtype=np.int64)
+    pos_rows = pos_rows[pos_rows >= 0]               # in id order, so the first minimum is the smaller id
+    if not len(pos_rows) or not rows:
+        return [None] * len(rows)
+    pv = catalogue.vectors[pos_rows].astype(np.float64)
+    cv = catalogue.vectors[rows].astype(np.float64)
+    d2 = (cv * cv).sum(axis=1)[:, None] - 2.0 * (cv @ pv.T) + (pv * pv).sum(axis=1)[None, :]
+    return catalogue.ids[pos_rows[np.argmin(d2, axis=1)]].tolist()
+
+
 def _explain(catalogue: Catalogue, query: Query, chosen) -> list[Item]:
-    pos = [(int(t), w) for t, w in query.positives if w > 0]
-    pos_rows = catalogue.rows([t for t, _ in pos]) if pos else np.zeros(0, dtype=np.int64)
-    pos_rows = pos_rows[pos_rows >= 0]
-    pv = catalogue.vectors[pos_rows].astype(np.float64) if len(pos_rows) else None
-    top = max(1, int(catalogue.listens.max())) if len(catalogue) else 1
+    top = catalogue.max_listens
+    similar = [r for r, d, _ in chosen if d is not None]
+    because = iter(_reason_tracks(catalogue, query, similar))
     items: list[Item] = []
     above = floor = 1.0     # the score of the item above (scores never rise) and of the last personal pick
     for r, d, g in chosen:
         tid = int(catalogue.ids[r])
         if d is not None:
             score = floor = min(above, _score(d))
-            if pv is not None:
-                diff = pv - catalogue.vectors[r].astype(np.float64)
-                dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-                best = int(np.lexsort((catalogue.ids[pos_rows], dist))[0])
-                items.append(Item(tid, score, SIMILAR, reason_track_id=int(catalogue.ids[pos_rows[best]])))
-            else:
-                items.append(Item(tid, score, TASTE))
+            reason_id = next(because)
+            items.append(Item(tid, score, SIMILAR, reason_track_id=int(reason_id)) if reason_id is not None
+                         else Item(tid, score, TASTE))
         else:
             share = float(catalogue.listens[r]) / top
             score = min(above, max(10.0 ** -SCORE_DECIMALS, round(floor * share, SCORE_DECIMALS)))

@@ -367,7 +367,7 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
         size = float(np.mean([len(bson.encode(d)) for d in docs]))
         db[s.coll_recommendations].drop()
         sk.Sink(s, db).write_recommendations(docs)              # the users exist: the next writes replace
-        for writers in (1, 2):
+        for writers in (1, 2, 4):
             sinks = [sk.Sink(s, database(s, 30_000)) for _ in range(writers)]
             parts = [docs[i::writers] for i in range(writers)]
             t = time.perf_counter()

@@ -128,9 +128,22 @@ def item_doc(item: ranking.Item, cat: Catalogue) -> dict:
     return d
 
 
+def in_parallel(write, docs: list, writers: int, least: int = 20) -> None:
+    """`write(part)` for `writers` interleaved parts of `docs` at once (threads; pymongo is thread-safe)."""
+    writers = max(1, min(int(writers), len(docs) // least))
+    if writers == 1:
+        write(docs)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(write, [docs[i::writers] for i in range(writers)]))
+
+
 def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
-                feed_size: int) -> dict:
-    """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics."""
+                feed_size: int, writers: int = 1) -> dict:
+    """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
+    The users' documents go in `writers` concurrent commands."""
     t0 = _ms()
     users = pdf[pdf["kind"] == "user"].sort_values("user_id", kind="stable")
     events = pdf[pdf["kind"] == "event"]
@@ -144,7 +157,7 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
                 offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
                 batch_id=batch_id, updated_at=updated_at, candidates=int(c))
             for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
-    sink.write_recommendations(docs)
+    in_parallel(sink.write_recommendations, docs, writers)
     written = _ms()
     at = sk.now_utc()
     sink.write_dead_letters([
@@ -202,9 +215,11 @@ class ServePartition:
         if pdf is None or not len(pdf):
             return
         s = self.settings
+        # the store's pool is sized for `store_writers` concurrent writes: shared by the state partitions' tasks
+        writers = max(1, int(getattr(s, "store_writers", 2)) // max(1, int(s.stream_partitions)))
         m = serve_frame(pdf, load_served(self.served_name), _sink(s), batch_id=self.batch_id,
                         top_k=int(s.top_k), max_per_artist=int(s.max_per_artist),
-                        feed_size=int(s.activity_feed_size))
+                        feed_size=int(s.activity_feed_size), writers=writers)
         yield pd.DataFrame([m], columns=[n for n, _ in METRIC_FIELDS])
 
 

@@ -358,8 +358,7 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
     db = database(s, 30_000)
     out = []
     for text in (True, False):
-        sb.ITEM_TEXT = text
-        docs = [sk.recommendation_doc(u, [sb.item_doc(it, cat) for it in its], model_version=bundle.version,
+        docs = [sk.recommendation_doc(u, [sb.item_doc(it, cat, with_text=text) for it in its], model_version=bundle.version,
                                       event_time_max_ms=0, n_events=1, offsets={"topic": "t", "partition": 0,
                                                                                 "offset": 0},
                                       batch_id=0, updated_at=sk.now_utc(), candidates=int(c))
@@ -375,7 +374,6 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
                 list(pool.map(lambda a: a[0].write_recommendations(a[1]), zip(sinks, parts)))
             out.append({"items": "ids + titles" if text else "ids only", "bytes": size, "writers": writers,
                         "ms_per_user": 1000 * (time.perf_counter() - t) / len(docs)})
-    sb.ITEM_TEXT = True
     db[s.coll_recommendations].drop()
     return out
 

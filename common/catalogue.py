@@ -240,11 +240,14 @@ class Catalogue:
         return cat, extra
 
 
-def reason_text(item: dict, catalogue: Catalogue) -> str:
-    """What the reason of a recommendation item says to a listener (titles from the catalogue)."""
+def reason_text(item: dict, label) -> str:
+    """What the reason of a recommendation item says to a listener; `label(track_id)` names a track
+    (a Catalogue's `label`, or the dashboard's). A reason that is no code (an older document's text)
+    is shown as it is."""
+    label = getattr(label, "label", label)
     reason = item.get("reason")
     if reason == SIMILAR and item.get("reason_track_id") is not None:
-        return f"because you played \u201c{catalogue.label(item['reason_track_id'])}\u201d"
+        return f"because you played \u201c{label(item['reason_track_id'])}\u201d"
     if reason == TASTE:
         return "close to your taste"
     if reason == POPULAR_GENRE and item.get("genre"):

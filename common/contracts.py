@@ -15,8 +15,7 @@ neighbours (`_id` = track_id): neighbours: [{track_id, distance}], model_version
 recommendations (`_id` = user_id): user_id, items: [{track_id, score, reason (common.catalogue: similar,
     taste, popular_genre, popular), reason_track_id (similar), genre (popular_genre)}], model_version,
     event_time_max, updated_at, batch_id, offsets, n_events, candidates; readers resolve titles from the
-    catalogue (common.catalogue.Catalogue, reason_text). For now the items also carry title, artist,
-    genre_top, the reason's text in `reason` and its code in `kind`.
+    catalogue (common.catalogue.Catalogue, reason_text).
 activity (`_id` = event_id): the validated events, newest first for the dashboard feed
 dead_letters (`_id` = topic-partition-offset): raw, reason, at, topic, partition, offset
 stream_batches (`_id` = batch_id): rows, duration_ms, latency_ms_p50/p95/p99, written_at

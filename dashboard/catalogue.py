@@ -65,6 +65,14 @@ class Catalogue:
         pos = self.positions(track_ids)
         return self.frame.iloc[pos[pos >= 0]].reset_index(drop=True)
 
+    def track(self, track_id) -> dict:
+        """title, artist and genre_top of a track ({} for a track the snapshot does not hold)."""
+        pos = self.positions([track_id])[0]
+        if pos < 0:
+            return {}
+        row = self.frame.iloc[pos]
+        return {"title": row["title"], "artist": row["artist"], "genre_top": row["genre_top"]}
+
     def label(self, track_id) -> str:
         """'Title - Artist' (or '#id' for a track the snapshot does not hold)."""
         pos = self.positions([track_id])[0]

@@ -288,6 +288,12 @@ def track_label(track_id) -> str:
     return cat.label(track_id) if cat is not None else f"#{track_id}"
 
 
+def track(track_id) -> dict:
+    """title, artist and genre_top of a track from the catalogue snapshot ({} while it loads)."""
+    cat = catalogue()
+    return cat.track(track_id) if cat is not None else {}
+
+
 def audio_file(track_id, cat: catalogue_mod.Catalogue | None = None) -> Path | None:
     """The track's clip on disk, if there: the stored `path` under audio_dir, else FMA's layout
     (<audio_dir>/123/123456.mp3)."""

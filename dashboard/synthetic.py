@@ -78,8 +78,7 @@ def rec_items(tracks: list[dict], rng, k: int = 10) -> list[dict]:
     for i, s in zip(picks, scores):
         t = tracks[int(i)]
         because = tracks[int(rng.integers(len(tracks)))]
-        items.append({"track_id": t["_id"], "title": t["title"], "artist": t["artist"], "genre_top": t["genre_top"],
-                      "score": round(float(s), 4), "reason": f"because you liked {because['title']}",
+        items.append({"track_id": t["_id"], "score": round(float(s), 4), "reason": "similar",
                       "reason_track_id": because["_id"]})
     return items
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from common.catalogue import reason_text
 from dashboard.listdiff import ListChange, change_label
 from dashboard.timefmt import to_utc
 
@@ -83,19 +84,29 @@ def _score(value):
     return v if np.isfinite(v) else None
 
 
-def rec_rows(items: Sequence | None, change: ListChange | None = None) -> pd.DataFrame:
-    """A recommendation list as table rows in rank order; `change` adds the moved/new marker."""
+def _no_track(track_id) -> Mapping:
+    return {}
+
+
+def rec_rows(items: Sequence | None, change: ListChange | None = None, track=_no_track, label=None) -> pd.DataFrame:
+    """A recommendation list as table rows in rank order; `change` adds the moved/new marker.
+
+    Items carry ids (common/contracts.py): `track(track_id)` gives the track's title, artist and
+    genre_top from the catalogue, `label(track_id)` names the track a reason points at (an item that
+    still carries its own texts, from an older document, keeps them)."""
     by_track = change.by_track() if change is not None else {}
+    name = label or (lambda t: str(track(t).get("title") or f"#{t}"))
     rows = []
     for i, item in enumerate(items or (), 1):
         if not isinstance(item, Mapping):
             continue
         tid = item.get("track_id")
+        meta = track(tid) or {}
         rows.append({"rank": i, "change": change_label(by_track.get(tid)) if change is not None else "",
-                     "title": str(item.get("title") or (f"#{tid}" if tid is not None else "")),
-                     "artist": str(item.get("artist") or ""), "genre": str(item.get("genre_top") or ""),
-                     "score": _score(item.get("score")), "reason": str(item.get("reason") or ""),
-                     "track_id": tid})
+                     "title": str(item.get("title") or meta.get("title") or (f"#{tid}" if tid is not None else "")),
+                     "artist": str(item.get("artist") or meta.get("artist") or ""),
+                     "genre": str(item.get("genre_top") or meta.get("genre_top") or item.get("genre") or ""),
+                     "score": _score(item.get("score")), "reason": reason_text(item, name), "track_id": tid})
     return pd.DataFrame(rows, columns=REC_COLUMNS)
 
 

@@ -115,12 +115,12 @@ def recommend(served: Served, users, top_k: int, max_per_artist: int):
     return ranking.recommend(served.index, cat, queries, int(top_k), int(max_per_artist))
 
 
-ITEM_TEXT = True   # until every reader resolves titles from the catalogue: the texts copied into the items
-
-
-def item_doc(item: ranking.Item, cat: Catalogue) -> dict:
+def item_doc(item: ranking.Item, cat: Catalogue, with_text: bool = False) -> dict:
+    """The item as stored: ids, score, reason code (readers resolve titles from the catalogue).
+    `with_text` copies titles and the reason's text in as well, as documents did before (the write-cost
+    benchmark compares both)."""
     d = item.to_doc()
-    if ITEM_TEXT:
+    if with_text:
         r = cat.row(item.track_id)
         d.update(title=str(cat.title[r]) or f"track {item.track_id}", artist=str(cat.artist[r]),
                  genre_top=str(cat.genre[r]) or None, kind=d["reason"], reason=ranking.reason_text(d, cat))

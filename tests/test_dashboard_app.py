@@ -120,9 +120,11 @@ def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, e
     at = app("views/user.py", user=user)
     assert at.selectbox(key="user_pick").value == user
     table = at.table[0].value
-    assert len(doc["items"]) > 0 and table["title"].tolist() == [it["title"] for it in doc["items"]]
-    assert table["reason"].tolist() == [it["reason"] for it in doc["items"]]
-    assert table["genre"].tolist() == [it["genre_top"] for it in doc["items"]]
+    tracks = {t["_id"]: t for t in written[env.coll_tracks]}
+    assert len(doc["items"]) > 0 and table["title"].tolist() == [tracks[it["track_id"]]["title"] for it in doc["items"]]
+    assert table["genre"].tolist() == [tracks[it["track_id"]]["genre_top"] or "" for it in doc["items"]]
+    for it, reason in zip(doc["items"], table["reason"]):     # reasons name the user's own track by title
+        assert (tracks[it["reason_track_id"]]["title"] in reason) if it.get("reason_track_id") else reason
     assert any("first version this dashboard has seen" in c for c in texts(at, "caption"))
     mine = [e for e in written[env.coll_activity] if e["user_id"] == user]
     activity = at.dataframe[0].value
@@ -138,7 +140,7 @@ def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, e
     pipeline.stream()
     new = coll.find_one({"_id": user})
     assert new["batch_id"] != doc["batch_id"] and new["n_events"] == doc["n_events"] + 3
-    titles = [it["title"] for it in new["items"]]
+    titles = [tracks[it["track_id"]]["title"] for it in new["items"]]
     run_until(at, lambda a: a.table[0].value["title"].tolist() == titles, 30, "the new list")
     assert not {it["track_id"] for it in new["items"]} & set(liked)
     change = next(c for c in texts(at, "caption") if c.startswith("How the list changed since batch"))

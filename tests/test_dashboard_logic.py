@@ -200,11 +200,16 @@ def test_feed_rows_newest_first_with_labels():
 
 
 def test_rec_rows_with_change_markers():
-    prev, cur = items(1, 2), [{"track_id": 2, "title": "Two", "artist": "A", "genre_top": "Rock", "score": "0.9",
-                               "reason": "because you liked One"}, {"track_id": 9}, {"track_id": 1, "score": True}]
-    df = tables.rec_rows(cur, listdiff.diff_items(prev, cur))
+    prev, cur = items(1, 2), [{"track_id": 2, "score": "0.9", "reason": "similar", "reason_track_id": 1},
+                              {"track_id": 9, "reason": "popular_genre", "genre": "Jazz"}, {"track_id": 1, "score": True}]
+    known = {1: {"title": "One", "artist": "B", "genre_top": "Folk"}, 2: {"title": "Two", "artist": "A", "genre_top": "Rock"}}
+    df = tables.rec_rows(cur, listdiff.diff_items(prev, cur), track=lambda t: known.get(t, {}))
     assert df["rank"].tolist() == [1, 2, 3] and df["change"].tolist() == ["▲ 1", "new", "▼ 2"]
-    assert df["title"].tolist() == ["Two", "#9", "#1"] and df["score"].iloc[0] == 0.9 and np.isnan(df["score"].iloc[2])
+    assert df["title"].tolist() == ["Two", "#9", "One"] and df["score"].iloc[0] == 0.9 and np.isnan(df["score"].iloc[2])
+    assert df["artist"].tolist() == ["A", "", "B"] and df["genre"].tolist() == ["Rock", "Jazz", "Folk"]
+    assert df["reason"].tolist()[:2] == ["because you played \u201cOne\u201d", "popular in Jazz"]
+    old = tables.rec_rows([{"track_id": 2, "title": "Own", "reason": "because you liked One"}])   # an older document
+    assert old["title"].tolist() == ["Own"] and old["reason"].tolist() == ["because you liked One"]
     assert tables.rec_rows(None).empty
 
 

@@ -69,7 +69,7 @@ def recommendations(user: str) -> None:
             more = f" (+{len(change.removed) - 5})" if len(change.removed) > 5 else ""
             st.caption(f"How the list changed since batch `{previous[0][0]}`: {change.text()}"
                        + (f"; dropped: {dropped}{more}" if dropped else ""))
-        rows = tables.rec_rows(items, change)
+        rows = tables.rec_rows(items, change, track=data.track, label=data.track_label)
         if rows.empty:
             st.info("The list is empty.")
         else:
@@ -97,7 +97,6 @@ if not playable:
     st.caption("No clip of these recommendations is on disk (audio_dir: "
                f"{data.settings().audio_dir}).")
 else:
-    labels = {tid: next((f"{it.get('title') or '#' + str(tid)} - {it.get('artist') or ''}".rstrip(" -")
-                         for it in items if it.get("track_id") == tid), str(tid)) for tid, _ in playable}
+    labels = {tid: data.track_label(tid) for tid, _ in playable}
     choice = st.selectbox("Clip", [tid for tid, _ in playable], format_func=lambda t: labels[t], key="clip")
     st.audio(str(dict(playable)[choice]))

@@ -126,6 +126,7 @@ def table_text(page) -> str:
 def test_recommendations_change_on_the_open_page_without_a_reload(served, filled, browser_settings, live_pipeline):
     job, sim, logs = live_pipeline
     coll = filled[browser_settings.coll_recommendations]
+    titles = {t["_id"]: t["title"] for t in filled[browser_settings.coll_tracks].find({}, {"title": 1})}
 
     def tail(name: str) -> str:
         return (logs / name).read_text(errors="replace")[-3000:]
@@ -137,7 +138,7 @@ def test_recommendations_change_on_the_open_page_without_a_reload(served, filled
             doc = coll.find_one({"_id": USER})
             return doc if doc and doc.get("items") else None
 
-        page.wait_for(lambda p: (d := current()) is not None and d["items"][0]["title"] in table_text(p), 180,
+        page.wait_for(lambda p: (d := current()) is not None and titles[d["items"][0]["track_id"]] in table_text(p), 180,
                       what="the first list")
         first = current()
         marker = uuid.uuid4().hex
@@ -155,7 +156,7 @@ def test_recommendations_change_on_the_open_page_without_a_reload(served, filled
             now = current()
             shown = table_text(page)
             if now is not None and now["batch_id"] != first["batch_id"] and shown and shown != shown_first and \
-                    all(it["title"] in shown for it in now["items"]) and "How the list changed since batch" in page.text():
+                    all(titles[it["track_id"]] in shown for it in now["items"]) and "How the list changed since batch" in page.text():
                 break
             time.sleep(0.5)
         seconds = time.monotonic() - started

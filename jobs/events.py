@@ -8,8 +8,11 @@ the dead-letter sink with the raw value.
     {"event_id": "e-1", "user_id": "u-42", "track_id": 2, "action": "skip",
      "event_time": "2026-11-24T22:15:03.120Z", "ms_played": 4200, "session_id": "s-9"}
 
-- `event_id`, `user_id`, `session_id`: non-empty strings of at most `MAX_ID_CHARS` characters.
-- `track_id`: an integer (JSON number without a fraction; booleans are not integers) of the catalogue.
+- `event_id`, `user_id`, `session_id`: non-empty strings of at most `MAX_ID_CHARS` characters, valid
+  Unicode (no lone surrogates such as `"\\ud800"`, which JSON allows but UTF-8 cannot encode) and free of
+  control and bidirectional-override characters (they are shown in the dashboard and stored).
+- `track_id`: an integer (JSON number without a fraction; booleans are not integers) of the catalogue,
+  at most 2**63 - 1 (it is stored as a 64-bit integer).
 - `action`: one of `common.contracts.ACTIONS` (play, complete, skip, like, dislike).
 - `event_time`: ISO-8601 (UTC; a time without an offset is read as UTC) or integer epoch milliseconds.
   It is judged against the Kafka record's timestamp, never the wall clock, so a replay of the same
@@ -17,6 +20,12 @@ the dead-letter sink with the raw value.
   `max_future_s` after the record or more than `max_age_s` before it is absurd.
 - `ms_played`: an integer in [0, `MAX_MS_PLAYED`].
 Other fields are ignored (forward compatible). A Kafka key, when present, must equal `user_id`.
+An object that names one key twice (at any depth) is rejected: readers disagree on which value wins (the
+stream's JVM side takes one `user_id`, Python's json another).
+
+Whatever passes `parse` can be encoded (UTF-8, Arrow, BSON) and stored; whatever fails is a `Reject`
+whose reason is printable ASCII-safe text (values are shown with `repr`). `cut` shortens a raw value or key
+to what the dead-letter sink stores, on the executor, so oversized records never reach the driver whole.
 """
 from __future__ import annotations
 
@@ -29,10 +38,15 @@ from common.contracts import ACTIONS
 
 FIELDS = ("event_id", "user_id", "track_id", "action", "event_time", "ms_played", "session_id")
 MAX_RAW_BYTES = 16_384            # a real event is ~200 bytes; more is garbage or abuse
+RAW_KEEP_BYTES = 4096             # what the dead-letter sink keeps of a raw value (cut on the executor)
+KEY_KEEP_BYTES = 512              # ... and of a Kafka key
 MAX_ID_CHARS = 128
+MAX_INT64 = 2**63 - 1
 MAX_MS_PLAYED = 24 * 3600 * 1000  # a day of play for one event is absurd
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MIN_EVENT_MS = int(MIN_EVENT_TIME.timestamp() * 1000)
+MAX_EVENT_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+MAX_EVENT_MS = int(MAX_EVENT_TIME.timestamp() * 1000)    # the largest time ISO-8601 text can name
 
 # reason codes: the first word of every reason, stable for dashboards and tests
 MALFORMED = "malformed_json"
@@ -45,8 +59,10 @@ UNKNOWN_ACTION = "unknown_action"
 UNKNOWN_TRACK = "unknown_track"
 BAD_TIME = "bad_time"
 KEY_MISMATCH = "key_mismatch"
+DUPLICATE_KEY = "duplicate_key"
+BAD_TEXT = "bad_text"
 REASON_CODES = (MALFORMED, NOT_OBJECT, TOO_LARGE, MISSING, WRONG_TYPE, BAD_VALUE, UNKNOWN_ACTION,
-                UNKNOWN_TRACK, BAD_TIME, KEY_MISMATCH)
+                UNKNOWN_TRACK, BAD_TIME, KEY_MISMATCH, DUPLICATE_KEY, BAD_TEXT)
 
 
 @dataclass(frozen=True)
@@ -123,9 +139,11 @@ def parse_time_ms(value) -> int | Reject:
 
 
 def _check_time(ms: int, ref_ms: int | None, limits: Limits) -> Reject | None:
+    if ms > MAX_EVENT_MS:
+        return Reject(BAD_TIME, f"event_time {_short(ms)} ms is after {MAX_EVENT_TIME:%Y-%m-%d}")
     if ms < MIN_EVENT_MS:
         hint = " (epoch seconds? the contract wants milliseconds)" if ms > 0 and ms * 1000 >= MIN_EVENT_MS else ""
-        return Reject(BAD_TIME, f"event_time {ms} ms is before {MIN_EVENT_TIME:%Y-%m-%d}{hint}")
+        return Reject(BAD_TIME, f"event_time {_short(ms)} ms is before {MIN_EVENT_TIME:%Y-%m-%d}{hint}")
     if ref_ms is not None:
         ahead = (ms - ref_ms) / 1000.0
         if ahead > limits.max_future_s:
@@ -137,6 +155,23 @@ def _check_time(ms: int, ref_ms: int | None, limits: Limits) -> Reject | None:
     return None
 
 
+# bidirectional overrides and isolates reorder what a reader sees ("Trojan Source"); never part of an id
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be an id (stored, encoded as UTF-8, shown in the dashboard), or None."""
+    for i, ch in enumerate(value):
+        o = ord(ch)
+        if 0xD800 <= o <= 0xDFFF:
+            return f"a lone surrogate U+{o:04X} at character {i} (not encodable as UTF-8)"
+        if o < 0x20 or 0x7F <= o < 0xA0:
+            return f"the control character U+{o:04X} at character {i}"
+        if ch in _BIDI:
+            return f"the bidirectional control U+{o:04X} at character {i}"
+    return None
+
+
 def _id_field(obj: dict, name: str) -> str | Reject:
     value = obj[name]
     if not isinstance(value, str):
@@ -145,6 +180,9 @@ def _id_field(obj: dict, name: str) -> str | Reject:
         return Reject(BAD_VALUE, f"{name} is empty")
     if len(value) > MAX_ID_CHARS:
         return Reject(BAD_VALUE, f"{name} is longer than {MAX_ID_CHARS} characters")
+    problem = text_problem(value)
+    if problem:
+        return Reject(BAD_TEXT, f"{name} holds {problem}")
     return value
 
 
@@ -170,7 +208,9 @@ def validate(obj, *, key: str | None = None, ref_ms: int | None = None,
     if not _is_int(track):
         return Reject(WRONG_TYPE, f"track_id must be an integer, got {_type_name(track)} {_short(track)}")
     if track < 0:
-        return Reject(BAD_VALUE, f"track_id {track} is negative")
+        return Reject(BAD_VALUE, f"track_id {_short(track)} is negative")
+    if track > MAX_INT64:
+        return Reject(BAD_VALUE, f"track_id {_short(track)} is larger than a 64-bit integer")
 
     action = obj["action"]
     if not isinstance(action, str):
@@ -205,17 +245,23 @@ def parse(raw: str | bytes | None, *, key: str | None = None, ref_ms: int | None
     """A raw Kafka value -> Event or Reject. Never raises."""
     if raw is None:
         return Reject(MALFORMED, "the record has no value")
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw)
+        if len(raw) > MAX_RAW_BYTES:       # judged before decoding: a huge value is never decoded
+            return Reject(TOO_LARGE, f"the value has {len(raw)} bytes (at most {MAX_RAW_BYTES})")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Reject(MALFORMED, f"the value is not UTF-8 ({exc.reason} at byte {exc.start})")
+    size = len(raw.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_RAW_BYTES:
+        return Reject(TOO_LARGE, f"the value has {size} bytes (at most {MAX_RAW_BYTES})")
     try:
-        if isinstance(raw, (bytes, bytearray, memoryview)):
-            raw = bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Reject(MALFORMED, f"the value is not UTF-8 ({exc.reason} at byte {exc.start})")
-    if len(raw) > MAX_RAW_BYTES:
-        return Reject(TOO_LARGE, f"the value has {len(raw)} characters (at most {MAX_RAW_BYTES})")
-    try:
-        obj = json.loads(raw, parse_constant=_no_constants)
+        obj = json.loads(raw, parse_constant=_no_constants, object_pairs_hook=_unique_object)
+    except _DuplicateKey as exc:
+        return Reject(DUPLICATE_KEY, str(exc))
     except (ValueError, RecursionError) as exc:
-        return Reject(MALFORMED, str(exc)[:200])
+        return Reject(MALFORMED, str(exc)[:200].encode("ascii", "backslashreplace").decode("ascii"))
     try:
         return validate(obj, key=key, ref_ms=ref_ms, known=known, limits=limits)
     except Exception as exc:  # a validator bug must not kill the query: the event is still a dead letter
@@ -224,6 +270,34 @@ def parse(raw: str | bytes | None, *, key: str | None = None, ref_ms: int | None
 
 def _no_constants(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, object]]) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"the key {_short(k)} appears twice in one object")
+        out[k] = v
+    return out
+
+
+def cut(value: bytes | bytearray | memoryview | None, limit: int) -> tuple[bytes | None, int]:
+    """(the first at most `limit` bytes of `value`, ending on a UTF-8 character boundary; its full size).
+
+    The dead-letter sink stores no more than this, so the executor sends no more to the driver."""
+    if value is None:
+        return None, 0
+    value = bytes(value)
+    if len(value) <= limit:
+        return value, len(value)
+    end = limit
+    while end > 0 and limit - end < 4 and (value[end] & 0xC0) == 0x80:   # a continuation byte: back off
+        end -= 1
+    return value[:end], len(value)
 
 
 def reason_code(reason: str) -> str:

@@ -58,7 +58,8 @@ OUT_FIELDS = [
     ("event_id", "string"), ("track_id", "bigint"), ("action", "string"), ("event_time", "bigint"),
     ("ms_played", "bigint"), ("session_id", "string"),
     # kind = dead: one rejected record
-    ("raw", "binary"), ("key", "binary"), ("reason", "string"),
+    # (raw and key cut to what the sink stores, on the executor; raw_size: the value's full size in bytes)
+    ("raw", "binary"), ("key", "binary"), ("reason", "string"), ("raw_size", "bigint"),
     # every kind: the Kafka position (for `user`: of the user's last applied event)
     ("topic", "string"), ("partition", "int"), ("offset", "bigint"), ("kafka_ms", "bigint"),
 ]
@@ -130,7 +131,10 @@ def process_user(user_key: str, rows, state: taste.UserState, known: Catalogue, 
         if isinstance(res, ev.Event) and res.user_id != user_key:
             res = ev.Reject(ev.BAD_VALUE, "user_id is ambiguous (repeated with different values)")
         if isinstance(res, ev.Reject):
-            out.append(_out(kind="dead", user_id=user_key or None, raw=r.value, key=r.key, reason=res.reason,
+            raw, size = ev.cut(r.value, ev.RAW_KEEP_BYTES)
+            key, _ = ev.cut(r.key, ev.KEY_KEEP_BYTES)
+            out.append(_out(kind="dead", user_id=(user_key or None) and user_key[:ev.MAX_ID_CHARS], raw=raw,
+                            key=key, reason=res.reason, raw_size=size if r.value is not None else None,
                             topic=r.topic, partition=r.partition, offset=r.offset, kafka_ms=r.kafka_ms))
         else:
             valid.append((res, int(r.partition), int(r.offset), r.topic, r.kafka_ms))

@@ -163,7 +163,8 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     sink.write_dead_letters([
         sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
                            key=d.key, kafka_ms=None if d.kafka_ms is None or d.kafka_ms != d.kafka_ms
-                           else int(d.kafka_ms), batch_id=batch_id, at=at)
+                           else int(d.kafka_ms), batch_id=batch_id, at=at,
+                           raw_size=None if d.raw_size is None or d.raw_size != d.raw_size else int(d.raw_size))
         for d in dead.itertuples(index=False)])
     if feed_size > 0 and len(events):
         newest = events.sort_values(["event_time", "event_id"]).tail(feed_size)

@@ -3,7 +3,7 @@
 - `recommendations` (`_id` = user_id): a replace-upsert per active user. The document is a function of
   the user's state after the micro-batch, the model and the batch id only, so a replayed micro-batch
   writes the same document again; only `updated_at` (the write time) differs (`comparable()`).
-- `dead_letters` (`_id` = topic-partition-offset) and `activity` (`_id` = event_id): inserts; a
+- `dead_letters` (`_id` = topic-partition-offset-timestamp, see `dead_letter_id`) and `activity` (`_id` = event_id): inserts; a
   replay meets duplicate keys, which are ignored, so both stay exactly-once.
 - `stream_batches` (`_id` = batch_id): the metrics of each micro-batch (replace-upsert).
 
@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-RAW_MAX_CHARS = 4096           # raw values longer than this are stored truncated
+from jobs import events as ev
+
+RAW_MAX_CHARS = ev.RAW_KEEP_BYTES   # raw values longer than this many bytes are stored cut
 WRITE_TIME_FIELDS = ("updated_at",)
 RUN_DEPENDENT_FIELDS = ("batch_id",)   # differs between two runs with other micro-batch boundaries
 
@@ -40,17 +42,33 @@ def recommendation_doc(user_id: str, items: list[dict], *, model_version: str, e
             "offsets": offsets, "n_events": int(n_events), "candidates": int(candidates)}
 
 
+def dead_letter_id(topic: str, partition: int, offset: int, kafka_ms: int | None) -> str:
+    """topic-partition-offset-timestamp: a topic deleted and created again (or expired and refilled) numbers
+    its records from 0 again, so the record's own Kafka timestamp tells its generations apart, while a
+    replay of the same record gives the same id."""
+    return f"{topic}-{partition}-{offset}-{'' if kafka_ms is None else int(kafka_ms)}"
+
+
 def dead_letter_doc(raw, reason: str, *, topic: str, partition: int, offset: int, key, kafka_ms: int | None,
-                    batch_id: int, at: datetime) -> dict:
-    text = raw_text(raw)
-    doc = {"_id": f"{topic}-{partition}-{offset}", "raw": None if text is None else text[:RAW_MAX_CHARS],
+                    batch_id: int, at: datetime, raw_size: int | None = None) -> dict:
+    """`raw` may come cut already (recommend_stream cuts it on the executor); `raw_size` is then its full
+    size in bytes. A value longer than RAW_MAX_CHARS bytes is stored cut, with `raw_bytes` = its size."""
+    kept, size = ev.cut(None if raw is None else _bytes(raw), RAW_MAX_CHARS)
+    size = raw_size if raw_size is not None else size
+    doc = {"_id": dead_letter_id(topic, partition, offset, kafka_ms), "raw": raw_text(kept),
            "reason": reason,
            "code": reason.split(":", 1)[0], "at": at, "topic": topic, "partition": int(partition),
            "offset": int(offset), "key": raw_text(key) if key is not None else None,
            "kafka_time": utc_ms(kafka_ms) if kafka_ms is not None else None, "batch_id": int(batch_id)}
-    if text is not None and len(text) > RAW_MAX_CHARS:
-        doc["raw_chars"] = len(text)
+    if kept is not None and size > len(kept):
+        doc["raw_bytes"] = int(size)
     return doc
+
+
+def _bytes(value) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8", errors="surrogatepass")
 
 
 def raw_text(value) -> str | None:

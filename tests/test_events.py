@@ -49,8 +49,9 @@ def test_a_valid_event_parses_with_iso_or_epoch_ms_times():
     ("[1, 2]", ev.NOT_OBJECT, "got array"),
     ('"text"', ev.NOT_OBJECT, "got string"),
     ("null", ev.NOT_OBJECT, "got null"),
-    ("x" * 20000, ev.TOO_LARGE, "20000 characters"),
-    ("[" * 100000 + "]" * 100000, ev.TOO_LARGE, "characters"),
+    ("x" * 20000, ev.TOO_LARGE, "20000 bytes"),
+    (b"x" * 20000, ev.TOO_LARGE, "20000 bytes"),
+    ("[" * 100000 + "]" * 100000, ev.TOO_LARGE, "bytes"),
 ])
 def test_undecodable_values_are_rejected_with_the_reason(raw, code, words):
     r = p(raw)

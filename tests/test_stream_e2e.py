@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
+from datetime import timezone
 
 import numpy as np
 import pytest
@@ -221,8 +222,10 @@ def test_bad_events_land_in_the_dead_letters_and_the_query_lives(spark, model, m
     assert len(dead) == len(bad)
     assert sorted(d["code"] for d in dead) == sorted(code for _, _, code in bad)
     huge = next(d for d in dead if d["code"] == ev.TOO_LARGE)
-    assert huge["raw_chars"] == 50_000 and len(huge["raw"]) == sk.RAW_MAX_CHARS
-    assert all(d["_id"] == f"{d['topic']}-{d['partition']}-{d['offset']}" and d["reason"] for d in dead)
+    assert huge["raw_bytes"] == 50_000 and len(huge["raw"]) == sk.RAW_MAX_CHARS
+    assert all(d["_id"] == sk.dead_letter_id(d["topic"], d["partition"], d["offset"],
+                                             int(d["kafka_time"].replace(tzinfo=timezone.utc).timestamp() * 1000))
+               and d["reason"] for d in dead)
     assert sum(d["raw"] is None for d in dead) == 1 and all(d["raw"] for d in dead if d["code"] != ev.MALFORMED)
     doc = mongo[s.coll_recommendations].find_one({"_id": "u-bad"})
     assert doc["n_events"] == 1 and track not in [it["track_id"] for it in doc["items"]]

@@ -57,7 +57,7 @@ def test_replayed_writes_give_the_same_documents(sink, mongo):
     dead = [sk.dead_letter_doc(b"{x", "malformed_json: x", topic="t", partition=0, offset=i, key=b"u", kafka_ms=1,
                                batch_id=7, at=sk.now_utc()) for i in range(3)]
     assert sink_.write_dead_letters(dead) == 3
-    assert sink_.write_dead_letters(dead + [dict(dead[0], _id="t-0-99", offset=99)]) == 1   # replay + one new
+    assert sink_.write_dead_letters(dead + [dict(dead[0], _id="t-0-99-1", offset=99)]) == 1   # replay + one new
     assert mongo[s.coll_dead_letters].count_documents({}) == 4
     # a NUL in bad input (PostgreSQL's jsonb rejects it) is stored as U+FFFD, not a failed batch
     nul = sk.dead_letter_doc(b"\xff\x00x", "malformed_json: \x00", topic="t", partition=1, offset=0, key=b"\x00",

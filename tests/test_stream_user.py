@@ -174,7 +174,8 @@ def test_a_replayed_batch_writes_the_same_documents(served):
     assert first["users"] == 2 and first["events"] == 12 and first["dead"] == 1 and first["rows"] == 13
     assert first["tasks"] == 2 and {o["partition"] for o in first["offsets"]} == {0, 1}
     assert first["latency_ms_p50"] is not None
-    assert sink.dead["t-1-77"]["code"] == "malformed_json" and sink.dead["t-1-77"]["raw"] == "{x"
+    dead_id = f"t-1-77-{T0}"
+    assert sink.dead[dead_id]["code"] == "malformed_json" and sink.dead[dead_id]["raw"] == "{x"
     assert len(sink.feed) == 12
     for k in ("duration_ms", "spark_ms", "rank_ms", "write_ms", "written_at", "latency_ms_p50", "latency_ms_p95",
               "latency_ms_p99", "latency_hist"):
@@ -212,10 +213,32 @@ def test_comparable_drops_write_time_and_across_runs_the_batch_id():
 def test_dead_letter_documents_truncate_huge_raw_values():
     d = sk.dead_letter_doc(b"x" * 10_000, "too_large: big", topic="t", partition=0, offset=1, key=None,
                            kafka_ms=None, batch_id=0, at=sk.now_utc())
-    assert len(d["raw"]) == sk.RAW_MAX_CHARS and d["raw_chars"] == 10_000 and d["code"] == "too_large"
+    assert len(d["raw"]) == sk.RAW_MAX_CHARS and d["raw_bytes"] == 10_000 and d["code"] == "too_large"
     empty = sk.dead_letter_doc(None, "malformed_json: the record has no value", topic="t", partition=0, offset=2,
                                key=b"\xff", kafka_ms=None, batch_id=0, at=sk.now_utc())
-    assert empty["raw"] is None and empty["key"] == "\ufffd" and "raw_chars" not in empty
+    assert empty["raw"] is None and empty["key"] == "\ufffd" and "raw_bytes" not in empty
+    # cut on the executor already: the document keeps the full size it was told
+    pre = sk.dead_letter_doc(b"x" * 100, "too_large: big", topic="t", partition=0, offset=3, key=None,
+                             kafka_ms=None, batch_id=0, at=sk.now_utc(), raw_size=50_000)
+    assert pre["raw"] == "x" * 100 and pre["raw_bytes"] == 50_000
+
+
+def test_huge_values_and_keys_leave_the_operator_cut_to_the_stored_size():
+    big = ("é" * 30_000).encode()          # two bytes per character: the cut must not split one
+    _, out = rs.process_user("u1", [rec(big, 1, key="k" * 100_000)], taste.UserState(), KNOWN, RULES, LIMITS)
+    (row,) = out
+    assert row.kind == "dead" and ev.reason_code(row.reason) == ev.TOO_LARGE
+    assert len(row.raw) <= ev.RAW_KEEP_BYTES and row.raw.decode("utf-8") == "é" * (ev.RAW_KEEP_BYTES // 2)
+    assert row.raw_size == 60_000 and len(row.key) == ev.KEY_KEEP_BYTES
+    doc = sk.dead_letter_doc(row.raw, row.reason, topic="t", partition=0, offset=1, key=row.key, kafka_ms=5,
+                             batch_id=0, at=sk.now_utc(), raw_size=row.raw_size)
+    assert doc["raw_bytes"] == 60_000 and "\ufffd" not in doc["raw"] and doc["_id"] == "t-0-1-5"
+
+
+def test_dead_letter_ids_differ_across_topic_generations_and_repeat_on_replay():
+    a = sk.dead_letter_id("t", 0, 5, 1_795_000_000_000)      # offset 5 of the first topic
+    b = sk.dead_letter_id("t", 0, 5, 1_795_000_900_000)      # offset 5 again, after the topic was recreated
+    assert a != b and a == sk.dead_letter_id("t", 0, 5, 1_795_000_000_000)
 
 
 def test_the_catalogue_ships_as_a_file_named_by_its_content(tmp_path):

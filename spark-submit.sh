@@ -43,12 +43,15 @@ eval "$(cd "$ROOT" && PYTHONPATH="$ROOT" "$PY" - <<'PYEOF'
 import os, shlex
 from dotenv import dotenv_values
 from conf import get_settings
-from conf.settings import ROOT
+from conf.settings import ROOT, SECRETS
 s = get_settings()
+print(f"cfg_secrets={shlex.quote('|'.join('MUSICREC_' + n.upper() for n in SECRETS))}")
+print(f"cfg_bind={shlex.quote(s.spark_bind_address)}")
 print(f"cfg_master={shlex.quote(s.spark_master)}")
 print(f"cfg_jars_dir={shlex.quote(str(s.jars_dir))}")
 for name, value in dotenv_values(ROOT / ".env").items():
-    if name.startswith("MUSICREC_") and name not in os.environ and value is not None:
+    if name.startswith("MUSICREC_") and name not in os.environ and value is not None and \
+            name[len("MUSICREC_"):].lower() not in SECRETS:   # secrets come from the environment only
         print(f"export {name}={shlex.quote(value)}")
 PYEOF
 )"
@@ -105,7 +108,13 @@ case "$master" in spark://127.0.0.1:*|spark://localhost:*) export SPARK_LOCAL_IP
 while IFS='=' read -r name value; do
   cmd+=(--conf "spark.executorEnv.$name=$value" --conf "spark.yarn.appMasterEnv.$name=$value"
         --conf "spark.kubernetes.driverEnv.$name=$value")
-done < <(env | grep '^MUSICREC_' | grep -v '^MUSICREC_MONGO_PASSWORD=' || true)
+done < <(env | grep '^MUSICREC_' | grep -v -E "^($cfg_secrets)=" || true)   # secrets: never on a command line
+case "$master" in local*)
+  if [ -n "$cfg_bind" ]; then   # driver, block manager and UI on loopback (MUSICREC_SPARK_BIND_ADDRESS)
+    export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-$cfg_bind}"
+    cmd+=(--conf "spark.driver.bindAddress=$cfg_bind" --conf "spark.driver.host=$cfg_bind")
+  fi ;;
+esac
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" MUSICREC_ROOT="${MUSICREC_ROOT:-$ROOT}"
 
 # the job script and the job's arguments that name existing files, as absolute paths (the driver may run

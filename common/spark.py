@@ -12,6 +12,18 @@ import sys
 from conf import Settings
 
 
+# What Spark masks (as *********(redacted)) in its UI, event logs and plan strings:
+# - conf keys and environment variables named like a secret (Spark's default plus JAAS configs);
+# - data source options named like an address or a secret: the MongoDB connector's `connection.uri`
+#   (user:password@) and the Kafka source's `kafka.sasl.jaas.config`;
+# - any text of the form scheme://user:password@ or password="..." (plans, error messages).
+REDACTION = {
+    "spark.redaction.regex": "(?i)secret|password|token|access[.]?key|jaas|credential",
+    "spark.sql.redaction.options.regex": "(?i)url|uri|jaas|password|secret|token",
+    "spark.redaction.string.regex": r'(?i)(?<=://)[^/@\s]+:[^/@\s]*(?=@)|password\s*=\s*"(?:[^"\\]|\\.)*"',
+}
+
+
 def connector_jars(settings: Settings) -> list[str]:
     return sorted(str(p) for p in settings.jars_dir.glob("*.jar"))
 
@@ -30,6 +42,18 @@ def default_signals() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def is_local(master: str) -> bool:
+    return master.startswith("local")
+
+
+def local_bind(settings: Settings) -> dict[str, str]:
+    """A local-master driver (its RPC, block manager and UI) listens on `spark_bind_address` only."""
+    addr = settings.spark_bind_address
+    if not addr:
+        return {}
+    return {"spark.driver.bindAddress": addr, "spark.driver.host": addr}
+
+
 def build_session(settings: Settings, app: str, extra: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
@@ -37,6 +61,11 @@ def build_session(settings: Settings, app: str, extra: dict[str, str] | None = N
     builder = SparkSession.builder.appName(f"{settings.spark_app_prefix}-{app}")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain Python; spark-submit's PythonRunner sets it
         builder = builder.master(settings.spark_master).config("spark.pyspark.python", sys.executable)
+        if is_local(settings.spark_master) and settings.spark_bind_address:
+            # the UI binds to SPARK_LOCAL_IP, or to every interface: read when the JVM starts
+            os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_bind_address)
+            for key, value in local_bind(settings).items():
+                builder = builder.config(key, value)
         # a driver started from plain Python takes its workers' interpreter from PYSPARK_PYTHON, not from
         # spark.pyspark.python (read by spark-submit only): without it they run `python3` from PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -54,6 +83,7 @@ def build_session(settings: Settings, app: str, extra: dict[str, str] | None = N
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     }
+    conf.update(REDACTION)
     conf.update(extra or {})
     for key, value in conf.items():
         builder = builder.config(key, value)

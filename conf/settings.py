@@ -3,18 +3,20 @@
 Each field can be overridden by an environment variable with the prefix ``MUSICREC_`` (for example
 ``MUSICREC_MONGO_URI``, ``MUSICREC_KAFKA_BOOTSTRAP``) or by a ``.env`` file in the project root.
 Nested names are not used, so every variable is flat and easy to set on a cluster.
-Secrets (the MongoDB password) come only from the environment and are never printed: ``summary()``
-masks them.
+Secrets (`SECRETS`: the MongoDB and Kafka passwords) come only from the process environment (a `.env`
+file is not read for them) and are never printed: ``summary()`` masks them, spark-submit.sh never puts
+them on a command line, and the MongoDB URI may not carry one itself.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path, PurePath
-from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Literal
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import PydanticBaseSettingsSource
 
 import os
 
@@ -31,10 +33,26 @@ ROOT = _project_root()
 # a local path or a URI (file://, hdfs://, s3a://, ...): kept as text, since pathlib would fold "hdfs://nn/x" into
 # "hdfs:/nn/x"; common/storage.py reads and writes it, and gives Spark its URI
 StorageUri = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, PurePath) else v)]
+SECRETS = ("mongo_password", "kafka_sasl_password")   # read from the environment only, never printed
+
+
+class _WithoutSecrets(PydanticBaseSettingsSource):
+    """A source (the .env file: a file in the checkout) that may set anything but a secret."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource):
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field, field_name):
+        return None, field_name, False
+
+    def __call__(self):
+        return {k: v for k, v in self.inner().items() if k not in SECRETS}
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MUSICREC_", env_file=str(ROOT / ".env"), extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MUSICREC_", env_file=str(ROOT / ".env"), extra="ignore",
+                                      hide_input_in_errors=True)   # an error never echoes a value (a secret)
 
     # --- paths -------------------------------------------------------------------------------------
     root: Path = Field(ROOT, description="project root")
@@ -56,6 +74,8 @@ class Settings(BaseSettings):
     spark_master: str = Field("local[*]", description="Spark master URL (local[*], spark://, yarn, k8s://)")
     spark_app_prefix: str = Field("musicrec", description="prefix of Spark application names")
     spark_shuffle_partitions: int = Field(4, description="spark.sql.shuffle.partitions")
+    spark_bind_address: str = Field("127.0.0.1", description="address a local-master Spark driver, its block "
+                                    "manager and UI listen on (empty: Spark's default, every interface)")
 
     # --- the local standalone cluster (python -m stack.cluster) ------------------------------------------
     cluster_host: str = Field("127.0.0.1", description="address the local standalone master and workers bind")
@@ -73,10 +93,26 @@ class Settings(BaseSettings):
     topic_activity: str = Field("activity", description="listening activity topic")
     topic_dead_letters: str = Field("activity-dead-letters", description="rejected events topic")
     kafka_partitions: int = Field(2, description="partitions of the activity topic")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="security.protocol of every Kafka client (confluent-kafka and Spark)")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (SASL_* protocols)")
+    kafka_sasl_username: str = Field("", description="SASL user name (SASL_* protocols)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="secret: SASL password (environment only)")
+    kafka_ssl_ca_file: Path | None = Field(None, description="PEM file of the CA that signed the brokers' "
+                                           "certificates (SSL, SASL_SSL; unset: the system's CAs)")
+    kafka_fail_on_data_loss: bool = Field(
+        True, description="stop the stream when Kafka no longer has offsets it expects (a topic recreated or "
+                          "expired); false: continue from what is there, the lost records are skipped")
 
     # --- MongoDB -------------------------------------------------------------------------------------
     mongo_uri: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB URI (no password here)")
-    mongo_password: SecretStr | None = Field(None, description="secret: spliced into mongo_uri if set")
+    mongo_username: str = Field("", description="MongoDB user (else the one in mongo_uri, if any)")
+    mongo_password: SecretStr | None = Field(None, description="secret: URL-encoded into mongo_uri if set "
+                                             "(environment only)")
+    mongo_auth_source: str = Field("", description="authSource: the database that holds the user (empty: the driver's default)")
+    mongo_tls: bool = Field(False, description="connect to MongoDB over TLS")
+    mongo_tls_ca_file: Path | None = Field(None, description="PEM file of the CA for MongoDB TLS (unset: the system's CAs)")
     mongo_db: str = Field("musicrec", description="database name")
     coll_tracks: str = Field("tracks", description="catalogue with metadata and features")
     coll_errors: str = Field("extraction_errors", description="files that failed extraction")
@@ -147,20 +183,53 @@ class Settings(BaseSettings):
 
     # --- dashboard -----------------------------------------------------------------------------------
     dashboard_port: int = Field(8501, description="Streamlit port")
+    dashboard_address: str = Field("127.0.0.1", description="address Streamlit listens on (0.0.0.0: every interface)")
     dashboard_ttl_s: float = Field(2.0, description="cache TTL of dashboard queries")
     dashboard_cache_dir: Path = Field(ROOT / "data" / "cache" / "dashboard",
                                       description="dashboard's local snapshots of the catalogue and neighbours")
 
+    @field_validator("mongo_uri")
+    @classmethod
+    def _no_password_in_uri(cls, uri: str) -> str:
+        userinfo = urlsplit(uri).netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            raise ValueError("MUSICREC_MONGO_URI holds a password: put it in MUSICREC_MONGO_PASSWORD instead "
+                             "(it would show in process lists, logs and the Spark UI)")
+        return uri
+
     @property
     def mongo_uri_with_secret(self) -> str:
-        """The URI the clients use: the password, if given, is spliced in here and nowhere else."""
-        if self.mongo_password is None:
-            return self.mongo_uri
+        """The URI the clients (pymongo, the Spark connector) use: user and password URL-encoded into it, TLS
+        and authSource as options. Built here and nowhere else; never log it."""
         parts = urlsplit(self.mongo_uri)
-        user, _, host = parts.netloc.rpartition("@")
-        user = user.split(":", 1)[0]
-        netloc = f"{user}:{self.mongo_password.get_secret_value()}@{host}" if user else parts.netloc
-        return urlunsplit(parts._replace(netloc=netloc))
+        uri_user, _, host = parts.netloc.rpartition("@")
+        user = self.mongo_username or unquote(uri_user)
+        netloc = host
+        if user:
+            secret = "" if self.mongo_password is None else ":" + quote(self.mongo_password.get_secret_value(), safe="")
+            netloc = f"{quote(user, safe='')}{secret}@{host}"
+        query = dict(parse_qsl(parts.query))
+        if self.mongo_tls:
+            query["tls"] = "true"
+        if self.mongo_tls_ca_file is not None:
+            query["tlsCAFile"] = str(self.mongo_tls_ca_file)
+        if self.mongo_auth_source:
+            query["authSource"] = self.mongo_auth_source
+        return urlunsplit(parts._replace(netloc=netloc, path=parts.path or "/", query=urlencode(query)))
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return init_settings, env_settings, _WithoutSecrets(dotenv_settings), file_secret_settings
+
+    def secret_values(self) -> list[str]:
+        """The secrets' values (for redaction and tests), with their URL-encoded forms."""
+        out = []
+        for name in SECRETS:
+            value = getattr(self, name)
+            if value is not None and value.get_secret_value():
+                out += [value.get_secret_value(), quote(value.get_secret_value(), safe="")]
+        return out
 
     def summary(self) -> dict[str, str]:
         """Every setting as text, with secrets masked: safe to log or print."""

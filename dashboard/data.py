@@ -296,7 +296,8 @@ def track(track_id) -> dict:
 
 def audio_file(track_id, cat: catalogue_mod.Catalogue | None = None) -> Path | None:
     """The track's clip on disk, if there: the stored `path` under audio_dir, else FMA's layout
-    (<audio_dir>/123/123456.mp3)."""
+    (<audio_dir>/123/123456.mp3). Never a file outside audio_dir: a stored path is resolved (symlinks and
+    `..` followed) and dropped unless it lands inside the resolved audio root."""
     s = settings()
     root = Path(s.audio_dir)
     candidates = []
@@ -310,4 +311,12 @@ def audio_file(track_id, cat: catalogue_mod.Catalogue | None = None) -> Path | N
         candidates.append(root / f"{tid:06d}"[:3] / f"{tid:06d}.mp3")
     except (TypeError, ValueError):
         pass
-    return next((p for p in candidates if p.is_file()), None)
+    return next((p for p in candidates if inside(p, root) and p.is_file()), None)
+
+
+def inside(path: Path, root: Path) -> bool:
+    """`path`, resolved, lies under `root`, resolved (no `..`, absolute path or symlink leads out)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False

@@ -55,9 +55,10 @@ def kafka_health(settings: Settings, timeout_s: float = KAFKA_TIMEOUT_S) -> Heal
 
         quiet = logging.getLogger("musicrec.dashboard.kafka")
         quiet.setLevel(logging.CRITICAL)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap,
-                             "socket.connection.setup.timeout.ms": int(timeout_s * 1000),
-                             "reconnect.backoff.max.ms": 1000, "logger": quiet})
+        from common.kafka import client_config
+
+        admin = AdminClient(client_config(settings, **{"socket.connection.setup.timeout.ms": int(timeout_s * 1000),
+                                                       "reconnect.backoff.max.ms": 1000, "logger": quiet}))
         meta = admin.list_topics(timeout=timeout_s)
     except Exception as exc:
         return Health(False, f"Kafka unreachable at {settings.kafka_bootstrap} ({_first_line(exc)})")

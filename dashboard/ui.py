@@ -6,9 +6,14 @@ import streamlit as st
 from dashboard import data
 
 
-def escape_md(text: str) -> str:
-    """Text shown literally inside Streamlit markdown (ids and URIs hold _, *, [ and the like)."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|~<>:$" else ch for ch in str(text))
+def escape_md(text) -> str:
+    """Text shown literally inside Streamlit markdown (ids, titles and URIs hold _, *, [, &, : and the like):
+    every markdown-active ASCII character backslash-escaped, line breaks and other controls as spaces."""
+    return "".join("\\" + ch if ch in MD_ACTIVE else (" " if ch < " " or "\x7f" <= ch < "\xa0" else ch)
+                   for ch in str(text))
+
+
+MD_ACTIVE = frozenset("\\`*_{}[]()#+-.!|~<>:$&=\"'%^@")
 
 
 def status_line() -> str:

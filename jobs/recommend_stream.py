@@ -199,9 +199,12 @@ class TasteProcessor(StatefulProcessor):
 # --- the query -------------------------------------------------------------------------------------
 
 def kafka_source(spark, settings: Settings, starting_offsets: str | None = None):
+    from common.kafka import spark_options
+
     return (spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+            .options(**spark_options(settings))
             .option("subscribe", settings.topic_activity)
+            .option("failOnDataLoss", "true" if settings.kafka_fail_on_data_loss else "false")
             .option("startingOffsets", starting_offsets or settings.starting_offsets)
             .option("maxOffsetsPerTrigger", int(settings.max_offsets_per_trigger))
             .load())
@@ -293,8 +296,9 @@ def kafka_end_offsets(settings: Settings) -> dict[str, dict[str, int]]:
     """{topic: {partition: high watermark}} of the activity topic, straight from Kafka."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{QUERY_NAME}-probe",
-                  "enable.auto.commit": False})
+    from common.kafka import client_config
+
+    c = Consumer(client_config(settings, **{"group.id": f"{QUERY_NAME}-probe", "enable.auto.commit": False}))
     try:
         meta = c.list_topics(settings.topic_activity, timeout=10).topics[settings.topic_activity]
         out = {}
@@ -396,6 +400,17 @@ def is_spark_55271(exc: BaseException) -> bool:
     return SPARK_55271 in text and "IterableOps.map" in text
 
 
+def data_loss_line(exc: BaseException, settings: Settings) -> str | None:
+    """The one actionable line for a query stopped by Kafka data loss (failOnDataLoss), else None."""
+    text = str(exc)
+    if "KAFKA_DATA_LOSS" not in text and "Some data may have been lost" not in text:
+        return None
+    return (f"{QUERY_NAME}: error: Kafka no longer has records of topic {settings.topic_activity!r} that the checkpoint "
+            f"expects (the topic was deleted and created again, or its records expired before they were read). "
+            f"To go on from what Kafka still has, skipping the lost records, run again with "
+            f"MUSICREC_KAFKA_FAIL_ON_DATA_LOSS=false; to start over, move the checkpoint {checkpoint_path(settings)} away.")
+
+
 def serve(spark, settings: Settings, *, bundle=None, model_version: str | None = None, timeout: float | None = None,
           until_idle: float | None = None, trigger_seconds: float | None = None, restarts: int = 3, log=print,
           stop: StopSignal | None = None) -> dict:
@@ -433,7 +448,9 @@ def _preflight(settings: Settings) -> None:
     except Exception as exc:
         raise SystemExit(f"recommend_stream: error: MongoDB not reachable at {settings.mongo_uri} ({type(exc).__name__}); run `make up`")
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=5)
+        from common.kafka import client_config
+
+        AdminClient(client_config(settings)).list_topics(timeout=5)
     except Exception as exc:
         raise SystemExit(f"recommend_stream: error: Kafka not reachable at {settings.kafka_bootstrap} ({exc}); run `make up`")
     from stack.services import ensure_topics
@@ -482,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recommend_stream: {how} after {summary['batches']} micro-batches, "
               f"{summary['users_written']} recommendation documents written", flush=True)
     except RuntimeError as exc:
-        print(f"recommend_stream: error: {str(exc).splitlines()[0][:500]}", file=sys.stderr, flush=True)
+        line = data_loss_line(exc, settings) or f"recommend_stream: error: {str(exc).splitlines()[0][:500]}"
+        print(line, file=sys.stderr, flush=True)
         return 1
     finally:
         spark.stop()

@@ -64,7 +64,9 @@ def main(argv=None) -> int:
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=5)
+        from common.kafka import client_config
+
+        AdminClient(client_config(settings)).list_topics(timeout=5)
     except Exception as exc:
         print(f"simulator: error: Kafka not reachable at {settings.kafka_bootstrap} ({exc}); run `make up`",
               file=sys.stderr)

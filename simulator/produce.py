@@ -16,7 +16,9 @@ PRODUCER_CONF = {
 def make_producer(settings, **overrides):
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": settings.kafka_bootstrap, **PRODUCER_CONF, **overrides})
+    from common.kafka import client_config
+
+    return Producer(client_config(settings, **PRODUCER_CONF, **overrides))
 
 
 @dataclass

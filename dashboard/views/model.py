@@ -22,16 +22,16 @@ def model() -> None:
         return
     by_version = {str(d.get("version") or d.get("_id")): d for d in docs}
     if current is None or current not in by_version:
-        st.warning(f"No current model pointer{'' if current is None else f' ({current} is not stored)'}: "
+        st.warning(f"No current model pointer{'' if current is None else f' ({ui.escape_md(current)} is not stored)'}: "
                    "showing the newest version.")
         current = history["version"].iloc[0] if len(history) else next(iter(by_version))
     doc = by_version[current]
     older = [v for v in history["version"] if v != current]
     prev = by_version.get(older[0]) if older else None
     created = to_utc(doc.get("created_at"))
-    st.markdown(f"**Current model `{current}`** · created {created:%Y-%m-%d %H:%M:%S} UTC · "
-                f"{doc.get('catalogue_size', '–')} tracks · features `{doc.get('feature_version', '–')}`"
-                if created else f"**Current model `{current}`**")
+    st.markdown(f"**Current model {ui.escape_md(current)}** · created {created:%Y-%m-%d %H:%M:%S} UTC · "
+                f"{ui.escape_md(doc.get('catalogue_size', '–'))} tracks · features {ui.escape_md(doc.get('feature_version', '–'))}"
+                if created else f"**Current model {ui.escape_md(current)}**")
     head = tables.headline(doc.get("metrics"))
     before_head = tables.headline(prev.get("metrics")) if prev else {}
     cols = st.columns(3)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import PydanticBaseSettingsSource
 
 import os
+from typing import Literal
 
 
 def _project_root() -> Path:
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     mongo_password: SecretStr | None = Field(None, description="secret: URL-encoded into mongo_uri if set "
                                              "(environment only)")
     mongo_auth_source: str = Field("", description="authSource: the database that holds the user (empty: the driver's default)")
+    mongo_auth_mechanism: str = Field("", description="authMechanism (empty: the driver's choice; FerretDB v1 wants PLAIN)")
     mongo_tls: bool = Field(False, description="connect to MongoDB over TLS")
     mongo_tls_ca_file: Path | None = Field(None, description="PEM file of the CA for MongoDB TLS (unset: the system's CAs)")
     mongo_db: str = Field("musicrec", description="database name")
@@ -132,6 +134,10 @@ class Settings(BaseSettings):
     store_writers: int = Field(4, description="concurrent write commands the local store's pool is sized for "
                                "(client threads, Spark tasks writing at once)")
     store_readers: int = Field(16, description="pool connections of the local store kept for reads and open cursors")
+    store_retry_limit_s: float = Field(120.0, description="a store write is retried with exponential backoff for "
+                                       "this long, then the job exits (the next start resumes from the checkpoint)")
+    store_retry_initial_s: float = Field(0.5, description="first wait before a store write is retried (doubles each time)")
+    store_retry_max_s: float = Field(10.0, description="longest wait between two store write retries")
 
     # --- local services ------------------------------------------------------------------------------
     ferretdb_listen: str = Field("127.0.0.1:27017", description="FerretDB listen address")
@@ -215,12 +221,19 @@ class Settings(BaseSettings):
             query["tlsCAFile"] = str(self.mongo_tls_ca_file)
         if self.mongo_auth_source:
             query["authSource"] = self.mongo_auth_source
+        if self.mongo_auth_mechanism:
+            query["authMechanism"] = self.mongo_auth_mechanism
         return urlunsplit(parts._replace(netloc=netloc, path=parts.path or "/", query=urlencode(query)))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
         return init_settings, env_settings, _WithoutSecrets(dotenv_settings), file_secret_settings
+
+    @property
+    def mongo_where(self) -> str:
+        """db@hosts of the store, for messages (never the user or password)."""
+        return f"{self.mongo_db}@{urlsplit(self.mongo_uri).netloc.rpartition('@')[2]}"
 
     def secret_values(self) -> list[str]:
         """The secrets' values (for redaction and tests), with their URL-encoded forms."""

@@ -411,6 +411,17 @@ def data_loss_line(exc: BaseException, settings: Settings) -> str | None:
             f"MUSICREC_KAFKA_FAIL_ON_DATA_LOSS=false; to start over, move the checkpoint {checkpoint_path(settings)} away.")
 
 
+def store_down_line(exc: BaseException) -> str | None:
+    """The one line of a query stopped because the store stayed down past store_retry_limit_s, else None."""
+    import re
+
+    from common.retry import MARK
+
+    m = re.search(re.escape(MARK) + r"[^\n]*", str(exc))
+    return None if m is None else (f"{QUERY_NAME}: error: {m.group(0)}; the next start resumes from the "
+                                   f"checkpoint (nothing is lost)")
+
+
 def serve(spark, settings: Settings, *, bundle=None, model_version: str | None = None, timeout: float | None = None,
           until_idle: float | None = None, trigger_seconds: float | None = None, restarts: int = 3, log=print,
           stop: StopSignal | None = None) -> dict:
@@ -499,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recommend_stream: {how} after {summary['batches']} micro-batches, "
               f"{summary['users_written']} recommendation documents written", flush=True)
     except RuntimeError as exc:
-        line = data_loss_line(exc, settings) or f"recommend_stream: error: {str(exc).splitlines()[0][:500]}"
+        line = (data_loss_line(exc, settings) or store_down_line(exc)
+                or f"recommend_stream: error: {str(exc).splitlines()[0][:500]}")
         print(line, file=sys.stderr, flush=True)
         return 1
     finally:

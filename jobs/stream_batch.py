@@ -16,6 +16,7 @@ tests drive it directly.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -199,6 +200,20 @@ def _sink(settings) -> sk.Sink:
     return _SINKS[key]
 
 
+def store_retrying(settings, write):
+    """`write()` retried with bounded exponential backoff while the store fails (common.retry); one line
+    per retry on stderr naming the store and the error."""
+    from pymongo.errors import PyMongoError
+
+    from common.retry import retrying
+
+    s = settings
+    return retrying(write, what=f"store {s.mongo_where}", limit_s=s.store_retry_limit_s,
+                    initial_s=s.store_retry_initial_s, max_s=s.store_retry_max_s,
+                    log=lambda m: print(m, file=sys.stderr, flush=True), retry_on=(PyMongoError,),
+                    secrets=tuple(s.secret_values()))
+
+
 class ServePartition:
     """The mapInPandas function of a micro-batch: everything a task does for its partition."""
 
@@ -218,9 +233,12 @@ class ServePartition:
         s = self.settings
         # the store's pool is sized for `store_writers` concurrent writes: shared by the state partitions' tasks
         writers = max(1, int(getattr(s, "store_writers", 2)) // max(1, int(s.stream_partitions)))
-        m = serve_frame(pdf, load_served(self.served_name), _sink(s), batch_id=self.batch_id,
-                        top_k=int(s.top_k), max_per_artist=int(s.max_per_artist),
-                        feed_size=int(s.activity_feed_size), writers=writers)
+        served = load_served(self.served_name)
+        # every write of the partition is idempotent, so its whole work is retried while the store is down;
+        # past the limit the task, and so the query, fails, and a restart replays the uncommitted batch
+        m = store_retrying(s, lambda: serve_frame(pdf, served, _sink(s), batch_id=self.batch_id, top_k=int(s.top_k),
+                                                  max_per_artist=int(s.max_per_artist),
+                                                  feed_size=int(s.activity_feed_size), writers=writers))
         yield pd.DataFrame([m], columns=[n for n, _ in METRIC_FIELDS])
 
 
@@ -301,8 +319,11 @@ class BatchCoordinator:
 
     def finish(self, rows: list[dict], batch_id: int, model_version: str, duration_ms: int) -> dict:
         doc = merge_metrics(rows, batch_id, model_version, duration_ms)
-        self.sink.write_batch(doc)
-        self.sink.maybe_trim_activity()
+
+        def write():
+            self.sink.write_batch(doc)
+            self.sink.maybe_trim_activity()
+        store_retrying(self.settings, write)
         self.batches += 1
         self.users_written += doc["users"]
         self.last = doc

@@ -61,8 +61,9 @@ BAD_TIME = "bad_time"
 KEY_MISMATCH = "key_mismatch"
 DUPLICATE_KEY = "duplicate_key"
 BAD_TEXT = "bad_text"
+USER_FAILED = "user_failed"       # handling this user's events failed (not the record's fault, maybe)
 REASON_CODES = (MALFORMED, NOT_OBJECT, TOO_LARGE, MISSING, WRONG_TYPE, BAD_VALUE, UNKNOWN_ACTION,
-                UNKNOWN_TRACK, BAD_TIME, KEY_MISMATCH, DUPLICATE_KEY, BAD_TEXT)
+                UNKNOWN_TRACK, BAD_TIME, KEY_MISMATCH, DUPLICATE_KEY, BAD_TEXT, USER_FAILED)
 
 
 @dataclass(frozen=True)

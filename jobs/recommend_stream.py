@@ -131,11 +131,7 @@ def process_user(user_key: str, rows, state: taste.UserState, known: Catalogue, 
         if isinstance(res, ev.Event) and res.user_id != user_key:
             res = ev.Reject(ev.BAD_VALUE, "user_id is ambiguous (repeated with different values)")
         if isinstance(res, ev.Reject):
-            raw, size = ev.cut(r.value, ev.RAW_KEEP_BYTES)
-            key, _ = ev.cut(r.key, ev.KEY_KEEP_BYTES)
-            out.append(_out(kind="dead", user_id=(user_key or None) and user_key[:ev.MAX_ID_CHARS], raw=raw,
-                            key=key, reason=res.reason, raw_size=size if r.value is not None else None,
-                            topic=r.topic, partition=r.partition, offset=r.offset, kafka_ms=r.kafka_ms))
+            out.append(_dead_row(user_key, r, res.reason))
         else:
             valid.append((res, int(r.partition), int(r.offset), r.topic, r.kafka_ms))
     if not valid:
@@ -158,6 +154,37 @@ def process_user(user_key: str, rows, state: taste.UserState, known: Catalogue, 
                     event_time_max=new.last_event_ms, n_new=new.n_events - state.n_events,
                     topic=topic, partition=new.partition, offset=new.offset))
     return new, out
+
+
+def _dead_row(user_key: str, r, reason: str) -> Row:
+    raw, size = ev.cut(r.value, ev.RAW_KEEP_BYTES)
+    key, _ = ev.cut(r.key, ev.KEY_KEEP_BYTES)
+    return _out(kind="dead", user_id=(user_key or None) and user_key[:ev.MAX_ID_CHARS], raw=raw, key=key,
+                reason=reason, raw_size=size if r.value is not None else None, topic=r.topic, partition=r.partition,
+                offset=r.offset, kafka_ms=r.kafka_ms)
+
+
+def _encodable(rows: list[Row]) -> None:
+    """Raise if a string of the output cannot be encoded (Arrow would fail after the state was updated)."""
+    for row in rows:
+        for v in row:
+            if isinstance(v, str):
+                v.encode("utf-8")
+
+
+def process_user_isolated(user_key: str, rows, state: taste.UserState, known: Known, rules: taste.Rules,
+                          limits: ev.Limits) -> tuple[taste.UserState | None, list[Row]]:
+    """`process_user`, but a failure handling this user's records (a bug, an output that cannot be encoded)
+    turns all of them into dead letters with the reason and leaves the user's state as it was; the other
+    users of the micro-batch go on."""
+    try:
+        new, out = process_user(user_key, rows, state, known, rules, limits)
+        _encodable(out)
+        return new, out
+    except Exception as exc:
+        detail = (str(exc).splitlines() or [""])[0][:200].encode("ascii", "backslashreplace").decode("ascii")
+        reason = f"{ev.USER_FAILED}: handling user {ev._short(user_key)} failed with {type(exc).__name__}: {detail}"
+        return None, [_dead_row(user_key, r, reason) for r in rows]
 
 
 class TasteProcessor(StatefulProcessor):
@@ -185,8 +212,8 @@ class TasteProcessor(StatefulProcessor):
         out = []
         for user_key in sorted(by_user):
             prev = self.users.getValue((user_key,)) if user_key else None
-            new, rows_out = process_user(user_key, by_user[user_key], state_from_tuple(prev), self.known,
-                                         self.rules, self.limits)
+            new, rows_out = process_user_isolated(user_key, by_user[user_key], state_from_tuple(prev), self.known,
+                                                  self.rules, self.limits)
             if new is not None:
                 self.users.updateValue((user_key,), state_to_tuple(new))
             out.extend(rows_out)
@@ -376,7 +403,11 @@ def wait(query, settings: Settings, *, timeout: float | None = None, until_idle:
         if timeout is not None and now - start >= timeout:
             return "timeout"
         if until_idle is not None:
-            if caught_up(query, settings):
+            try:
+                done = caught_up(query, settings)
+            except Exception:   # Kafka unreachable for the probe (a broker restart): not idle, keep waiting
+                done = False
+            if done:
                 idle_since = idle_since or now
                 if now - idle_since >= until_idle:
                     return "idle"

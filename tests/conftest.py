@@ -50,6 +50,24 @@ def mongo(settings):
 
 
 @pytest.fixture(scope="session")
+def small_model(spark, settings, mongo):
+    """(settings, model bundle, {track: genre}): a model fitted on 400 synthetic tracks in the test database,
+    shared by the fault suite and the security tests that run the streaming job."""
+    from benchmarks.synthetic import clustered, track_documents
+    from jobs.fit_model import run as fit
+    from jobs.model_store import load_bundle
+
+    s = settings.model_copy(update={"coll_tracks": "small_tracks", "coll_models": "small_models",
+                                    "coll_neighbours": "small_neighbours"})
+    docs = track_documents(clustered(400, seed=5, n_genres=4, clips_per_recording=2, recordings_per_album=4),
+                           "fv-small")
+    mongo[s.coll_tracks].insert_many(docs)
+    fit(spark, s, tune=False, write_neighbours=False, progress=False, pca_k=16, bucket_length=6.0, band_size=4,
+        bands=16)
+    return s, load_bundle(s), {d["_id"]: d["genre_top"] for d in docs}
+
+
+@pytest.fixture(scope="session")
 def pipeline(spark, settings, mongo, tmp_path_factory):
     """The real pipeline (corpus -> extraction -> two model fits -> simulator -> Kafka -> streaming job)
     run once into `<test db>_pipeline`; see tests/pipeline.py. Dropped at the end of the session."""

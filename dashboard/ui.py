@@ -1,6 +1,8 @@
 """Small pieces every page uses: the one-line status of the store and Kafka, empty states."""
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from dashboard import data
@@ -11,6 +13,17 @@ def escape_md(text) -> str:
     every markdown-active ASCII character backslash-escaped, line breaks and other controls as spaces."""
     return "".join("\\" + ch if ch in MD_ACTIVE else (" " if ch < " " or "\x7f" <= ch < "\xa0" else ch)
                    for ch in str(text))
+
+
+def code(text) -> str:
+    """`text` as an inline code span, shown literally whatever it holds (a fence longer than any run of
+    backticks inside, CommonMark's rule; controls as spaces)."""
+    text = "".join(" " if ch < " " or "\x7f" <= ch < "\xa0" else ch for ch in str(text))
+    runs = [len(r) for r in re.findall("`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")
+                                                                 and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 MD_ACTIVE = frozenset("\\`*_{}[]()#+-.!|~<>:$&=\"'%^@")

@@ -135,22 +135,24 @@ MARKDOWN_IDS = ["**bold** _u_", "[click](http://evil.example)", "<img src=x oner
                 "$x^2$", "~~gone~~", "![i](http://e/x.png)", "<script>alert(1)</script>"]
 
 
-@pytest.mark.parametrize("text", MARKDOWN_IDS)
+@pytest.mark.parametrize("text", MARKDOWN_IDS + ["`tick`", "a``b", "``"])
 def test_ids_written_as_markdown_render_literally(text):
-    from dashboard.ui import escape_md
+    from dashboard.ui import code, escape_md
 
     assert _rendered_text(escape_md(text)) == text
     assert "<img" not in MarkdownIt("commonmark").render(escape_md(text))
+    assert _rendered_text(f"model {code(text)} ok") == f"model {text} ok"     # the code-span form too
 
 
 @hsettings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=40))
 def test_any_text_renders_literally(text):
-    from dashboard.ui import escape_md
+    from dashboard.ui import code, escape_md
 
     if text != text.strip() or "  " in text:      # markdown folds outer and repeated blanks: nothing to see
         return
     assert _rendered_text(escape_md(text)) == text
+    assert _rendered_text(f"x {code(text)} y") == f"x {text} y" if text else True
 
 
 def test_the_audio_player_never_serves_a_file_outside_the_audio_root(tmp_path, monkeypatch):

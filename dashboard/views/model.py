@@ -29,9 +29,9 @@ def model() -> None:
     older = [v for v in history["version"] if v != current]
     prev = by_version.get(older[0]) if older else None
     created = to_utc(doc.get("created_at"))
-    st.markdown(f"**Current model {ui.escape_md(current)}** · created {created:%Y-%m-%d %H:%M:%S} UTC · "
-                f"{ui.escape_md(doc.get('catalogue_size', '–'))} tracks · features {ui.escape_md(doc.get('feature_version', '–'))}"
-                if created else f"**Current model {ui.escape_md(current)}**")
+    st.markdown(f"**Current model {ui.code(current)}** · created {created:%Y-%m-%d %H:%M:%S} UTC · "
+                f"{ui.escape_md(doc.get('catalogue_size', '–'))} tracks · features {ui.code(doc.get('feature_version', '–'))}"
+                if created else f"**Current model {ui.code(current)}**")
     head = tables.headline(doc.get("metrics"))
     before_head = tables.headline(prev.get("metrics")) if prev else {}
     cols = st.columns(3)

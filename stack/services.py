@@ -319,7 +319,9 @@ def services(settings: Settings) -> list[Service]:
 def ensure_topics(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    from common.kafka import client_config
+
+    admin = AdminClient(client_config(settings))
     existing = admin.list_topics(timeout=10).topics
     wanted = [NewTopic(t, num_partitions=settings.kafka_partitions, replication_factor=1)
               for t in (settings.topic_activity, settings.topic_dead_letters) if t not in existing]

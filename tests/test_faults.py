@@ -272,3 +272,52 @@ def test_store_down_past_the_limit_exits_with_one_line_and_resumes(model, mongo,
     again = Job(s, tmp_path / "limit-again.log")
     assert again.finish() == 0, again.text()[-3000:]
     assert_same(reference_short, outcome(mongo, s), "store down past the limit, then restarted")
+
+
+def _recreate_topic(s) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from common.kafka import client_config
+
+    admin = AdminClient(client_config(s))
+    for fut in admin.delete_topics([s.topic_activity]).values():
+        fut.result(30)
+    deadline = time.monotonic() + 60
+    while s.topic_activity in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "topic never went away"
+        time.sleep(0.5)
+    ensure_topics(s)
+
+
+def test_a_recreated_topic_stops_with_one_actionable_line_or_continues_when_allowed(spark, model, mongo, tmp_path):
+    base, bundle, _ = model
+    s = case_settings(base, "recreated", tmp_path)
+    good = records_for(model, 400, seed=31)
+    bad = [("u-x", "{broken")] * 4
+    assert produce_records(s, bad + good).sent == 404              # offsets 0-3 of a partition: dead letters
+    assert reference_run(spark, mongo, s, bundle)["dead"]
+    first = {d["_id"] for d in mongo[s.coll_dead_letters].find()}
+
+    _recreate_topic(s)                                              # a new generation, offsets from 0 again
+    time.sleep(0.01)
+    assert produce_records(s, bad + records_for(model, 50, seed=32)).sent == 54
+    query = rs.run(spark, s, bundle=bundle)
+    try:
+        with pytest.raises(RuntimeError) as exc:
+            rs.wait(query, s, timeout=120, until_idle=2.0)
+    finally:
+        query.stop()
+    line = rs.data_loss_line(exc.value, s)
+    assert line and "\n" not in line and "MUSICREC_KAFKA_FAIL_ON_DATA_LOSS=false" in line and s.topic_activity in line
+
+    allowed = s.model_copy(update={"kafka_fail_on_data_loss": False})
+    before = {d["_id"]: d["n_events"] for d in mongo[s.coll_recommendations].find()}
+    query = rs.run(spark, allowed, bundle=bundle)
+    try:
+        assert rs.wait(query, allowed, timeout=120, until_idle=2.0) == "idle"
+    finally:
+        query.stop()
+    after = {d["_id"]: d["n_events"] for d in mongo[s.coll_recommendations].find()}
+    assert sum(after.values()) > sum(before.values())                # the new generation's events applied
+    dead = {d["_id"] for d in mongo[s.coll_dead_letters].find()}
+    assert first < dead and len(dead) == len(first) + 4              # no dead letter of either generation lost

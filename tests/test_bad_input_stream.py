@@ -19,7 +19,7 @@ from common.kafka import client_config
 from jobs import events as ev
 from jobs import recommend_stream as rs
 from tests.test_events_fuzz import json_value, nasty_text
-from tests.test_faults import case_settings
+from tests.streamjob import case_settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,91 +11,24 @@ nothing lost, nothing twice.
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from jobs import recommend_stream as rs
-from jobs import stream_sink as sk
-from simulator.behaviour import SimCatalogue, Simulator
 from simulator.produce import produce_records
-from stack import services as stack
 from stack.services import ensure_topics
-from tests.pipeline import env_for
+from tests.streamjob import Job, assert_same, case_settings, job_env, outcome, records_for, reference_run, service
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 N_EVENTS = 50_000          # the SIGKILL case's run (the issue's figure)
 N_SHORT = 12_000           # the other cases
-JOB_TIMEOUT_S = 420
 
 
 @pytest.fixture(scope="module")
 def model(small_model):
     return small_model
-
-
-def records_for(model, n: int, seed: int):
-    _, bundle, genre = model
-    sim = Simulator(SimCatalogue(bundle.ids, bundle.vectors, [genre.get(int(t)) for t in bundle.ids],
-                                 np.ones(len(bundle.ids)), np.full(len(bundle.ids), 30.0)),
-                    300, seed=seed, concurrent=120, bad_rate=0.01)
-    now = int(time.time() * 1000)
-    return sim.records(n, now - n * 5, 5)        # event times over the last few minutes
-
-
-def case_settings(base, name: str, tmp: Path, **over):
-    update = {"topic_activity": f"{base.topic_activity}-f-{name}", "topic_dead_letters": f"{base.topic_dead_letters}-f-{name}",
-              "checkpoint_dir": tmp / f"ckpt-{name}", "coll_recommendations": f"recs_{name}",
-              "coll_activity": f"activity_{name}", "coll_dead_letters": f"dead_{name}",
-              "coll_batches": f"batches_{name}", "trigger_seconds": 0.2, "max_offsets_per_trigger": 4000}
-    update.update(over)
-    s = base.model_copy(update=update)
-    ensure_topics(s)
-    return s
-
-
-def outcome(mongo, s) -> dict:
-    """What a run left in the store, in a form two runs over the same events can be compared by."""
-    recs = {}
-    for d in mongo[s.coll_recommendations].find():
-        d = sk.comparable(d, across_runs=True)
-        d["offsets"].pop("topic")
-        recs[d["_id"]] = d
-    strip = ("_id", "at", "batch_id", "topic", "kafka_time")
-    dead = sorted(({k: v for k, v in d.items() if k not in strip} for d in mongo[s.coll_dead_letters].find()),
-                  key=lambda d: (d["partition"], d["offset"]))
-    events = sum(b["events"] for b in mongo[s.coll_batches].find())
-    return {"recs": recs, "dead": dead, "batch_events": events}
-
-
-def assert_same(ref: dict, got: dict, what: str) -> None:
-    assert set(got["recs"]) == set(ref["recs"]), f"{what}: users differ"
-    lost = {u for u in ref["recs"] if got["recs"][u]["n_events"] < ref["recs"][u]["n_events"]}
-    assert not lost, f"{what}: events lost for {len(lost)} users"
-    assert got["recs"] == ref["recs"], f"{what}: documents differ"
-    assert got["dead"] == ref["dead"], f"{what}: dead letters differ"
-    applied = sum(d["n_events"] for d in got["recs"].values())
-    assert got["batch_events"] == applied, f"{what}: batch metrics count {got['batch_events']} events, {applied} applied"
-
-
-def reference_run(spark, mongo, s, bundle) -> dict:
-    t0 = time.monotonic()
-    query = rs.run(spark, s, bundle=bundle)
-    try:
-        assert rs.wait(query, s, timeout=JOB_TIMEOUT_S, until_idle=2.0) == "idle"
-    finally:
-        query.stop()
-    print(f"reference run {s.topic_activity}: {time.monotonic() - t0:.0f} s")
-    return outcome(mongo, s)
 
 
 @pytest.fixture(scope="module")
@@ -124,63 +57,6 @@ def reference_short(spark, model, mongo, short_events, tmp_path_factory):
     s = case_settings(base, "ref-short", tmp_path_factory.mktemp("ref-short"), max_offsets_per_trigger=10_000)
     assert produce_records(s, short_events).sent == len(short_events)
     return reference_run(spark, mongo, s, bundle)
-
-
-# --- the job as a subprocess --------------------------------------------------------------------------
-
-def job_env(s, **extra) -> dict[str, str]:
-    env = env_for(s)
-    for name in ("store_retry_limit_s", "store_retry_initial_s", "store_retry_max_s", "kafka_fail_on_data_loss"):
-        env[f"MUSICREC_{name.upper()}"] = str(getattr(s, name))
-    env.update(extra)
-    return env
-
-
-class Job:
-    """./spark-submit.sh jobs/recommend_stream.py --until-idle, in its own process group, logged to a file."""
-
-    def __init__(self, s, log: Path, until_idle: float = 3.0, env: dict | None = None):
-        self.s, self.log_path = s, log
-        self.ckpt = s.checkpoint_dir / rs.QUERY_NAME
-        self.log = open(log, "a")
-        self.proc = subprocess.Popen(
-            ["./spark-submit.sh", "jobs/recommend_stream.py", "--until-idle", str(until_idle),
-             "--timeout", str(JOB_TIMEOUT_S)], cwd=s.root, env=env or job_env(s), start_new_session=True,
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
-
-    def batches(self, kind: str) -> set[int]:
-        folder = self.ckpt / kind
-        return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.exists() else set()
-
-    def wait_for(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert self.proc.poll() is None, f"the job exited ({self.proc.returncode}) before {what}:\n{self.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {what} within {timeout} s:\n{self.text()[-3000:]}"
-            time.sleep(0.05)
-
-    def in_flight(self) -> bool:
-        return bool(self.batches("offsets") - self.batches("commits"))
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def finish(self, timeout: float = JOB_TIMEOUT_S + 60) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.log.close()
-
-
-def service(settings, name: str):
-    return next(svc for svc in stack.services(settings) if svc.name == name)
 
 
 # --- the cases ----------------------------------------------------------------------------------------
@@ -321,3 +197,54 @@ def test_a_recreated_topic_stops_with_one_actionable_line_or_continues_when_allo
     assert sum(after.values()) > sum(before.values())                # the new generation's events applied
     dead = {d["_id"] for d in mongo[s.coll_dead_letters].find()}
     assert first < dead and len(dead) == len(first) + 4              # no dead letter of either generation lost
+
+
+def test_a_store_that_accepts_but_never_answers_fails_fast_not_forever(settings, mongo):
+    from common.store import client
+    from tests.stallproxy import StallProxy
+
+    host, port = settings.mongo_where.split("@", 1)[1].split(",")[0].rsplit(":", 1)
+    with StallProxy(host, int(port)) as proxy:
+        s = settings.model_copy(update={"mongo_uri": f"mongodb://127.0.0.1:{proxy.port}/", "mongo_socket_timeout_ms": 1500,
+                                        "mongo_server_selection_timeout_ms": 2000, "mongo_connect_timeout_ms": 1000})
+        c = client(s)
+        c[s.mongo_db].stall_probe.insert_one({"_id": "before"})
+        proxy.stall()                                   # the connection in the pool now gets no answer
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as exc:
+            c[s.mongo_db].stall_probe.find_one({"_id": "before"})
+        took = time.monotonic() - t0
+        assert took < 1.5 + 2.0 + 3.0, f"{type(exc.value).__name__} after {took:.1f} s"
+        fresh = client(s)                               # a new client: accepted, never answered
+        t0 = time.monotonic()
+        with pytest.raises(Exception):
+            fresh.admin.command("ping")
+        assert time.monotonic() - t0 < 2.0 + 1.5 + 3.0
+        proxy.resume()
+        c.close(), fresh.close()
+
+
+def test_the_job_rides_out_a_stalling_store(model, mongo, short_events, reference_short, tmp_path):
+    from tests.stallproxy import StallProxy
+
+    base, bundle, _ = model
+    host, port = base.mongo_where.split("@", 1)[1].split(",")[0].rsplit(":", 1)
+    with StallProxy(host, int(port)) as proxy:
+        s = case_settings(base, "stall", tmp_path, max_offsets_per_trigger=1000,
+                          mongo_uri=f"mongodb://127.0.0.1:{proxy.port}/", store_retry_limit_s=90.0,
+                          store_retry_max_s=3.0)
+        assert produce_records(s, short_events).sent == len(short_events)
+        env = job_env(s, MUSICREC_MONGO_SOCKET_TIMEOUT_MS="3000", MUSICREC_MONGO_SERVER_SELECTION_TIMEOUT_MS="3000",
+                      MUSICREC_MONGO_CONNECT_TIMEOUT_MS="2000")
+        job = Job(s, tmp_path / "stall.log", until_idle=5.0, env=env)
+        job.wait_for(lambda: len(job.batches("commits")) >= 2, 240, "two committed micro-batches")
+        proxy.stall()
+        stalled_at = time.monotonic()
+        job.wait_for(lambda: ": write failed (" in job.text(), 60, "a retry line while the store stalls")
+        first_retry = time.monotonic() - stalled_at
+        time.sleep(max(0.0, 15 - first_retry))
+        proxy.resume()
+        assert job.finish() == 0, job.text()[-3000:]
+    print(f"first retry {first_retry:.1f} s after the store stalled")
+    assert first_retry < 3.0 + 3.0 + 10.0          # socket timeout + selection + a micro-batch's own work
+    assert_same(reference_short, outcome(mongo, s), "stalling store")

@@ -16,7 +16,7 @@ import pytest
 from simulator.produce import produce_records
 from stack import services as stack
 from tests import sockets
-from tests.test_faults import Job, case_settings, job_env, records_for
+from tests.streamjob import Job, case_settings, job_env, records_for
 from tests.pipeline import env_for
 
 pytestmark = pytest.mark.integration
@@ -117,3 +117,51 @@ def test_a_demo_like_run_leaks_no_password_and_listens_on_loopback_only(small_mo
         text = (tmp_path / log).read_text()
         for f in forms(PASSWORD):
             assert f not in text, f"password in {log}"
+
+
+def test_a_user_id_written_as_markdown_renders_literally_in_the_dashboard(settings, mongo, monkeypatch, tmp_path):
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_security import _rendered_text
+
+    user, version = "**bold** _u_ [click](http://evil.example) <b>x</b> :red[y]", "`v1` **m**"
+    db = f"{settings.mongo_db}_md"
+    mongo.client[db]["recommendations"].insert_one({
+        "_id": user, "user_id": user, "model_version": version, "batch_id": 3, "n_events": 2,
+        "updated_at": datetime.now(timezone.utc), "event_time_max": datetime.now(timezone.utc),
+        "items": [{"track_id": 1, "title": "# [t](http://x)", "artist": "*a*", "genre_top": "g", "score": 0.5,
+                   "reason": "because"}]})
+    env = {"MUSICREC_MONGO_URI": settings.mongo_uri, "MUSICREC_MONGO_DB": db,
+           "MUSICREC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "MUSICREC_DASHBOARD_CACHE_DIR": str(tmp_path / "c"),
+           "MUSICREC_AUDIO_DIR": str(tmp_path / "audio")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=60)
+        at.query_params["user"] = user
+        at.run()
+        at.switch_page("views/user.py").run()
+        deadline = time.monotonic() + 60
+        while not any("recommendations" in m.value for m in at.markdown):
+            assert time.monotonic() < deadline, [m.value for m in at.markdown]
+            time.sleep(0.5)
+            at.run()
+        assert not at.exception
+        line = next(m.value for m in at.markdown if "recommendations" in m.value)
+        assert f"model {version} · 2 events" in _rendered_text(line)
+        assert at.selectbox(key="user_pick").value == user
+        assert at.table[0].value["title"].tolist() == ["# [t](http://x)"]
+        monkeypatch.setenv("MUSICREC_MONGO_DB", f"{db}_none")          # a user with no document yet
+        at.run()
+        deadline = time.monotonic() + 60
+        while not any("No recommendations for" in i.value for i in at.info):
+            assert time.monotonic() < deadline, [i.value for i in at.info]
+            time.sleep(0.5)
+            at.run()
+        info = next(i.value for i in at.info if "No recommendations for" in i.value)
+        assert _rendered_text(info) == f"No recommendations for {user} yet."
+    finally:
+        mongo.client.drop_database(db)

@@ -37,24 +37,24 @@ def _get(url: str, timeout: float = 5.0) -> str:
 
 def spark_ui_pages(pids) -> dict[str, str]:
     """Every REST page of the Spark UI served by one of `pids` (found among their listening ports)."""
-    for addrs in sockets.listening(pids).values():
-        for addr in addrs:
-            port = int(addr.rsplit(":", 1)[1])
-            try:
-                apps = json.loads(_get(f"http://127.0.0.1:{port}/api/v1/applications", 2.0))
-            except Exception:
-                continue
-            pages = {}
-            for app in apps:
-                base = f"http://127.0.0.1:{port}/api/v1/applications/{app['id']}"
-                for page in ("environment", "sql?details=true&planDescription=true", "jobs", "stages?details=true",
-                             "executors", "streaming/statistics"):
-                    try:
-                        pages[page] = _get(f"{base}/{page}")
-                    except Exception as exc:     # e.g. no streaming tab
-                        pages[page] = f"({exc})"
-                pages["environment-html"] = _get(f"http://127.0.0.1:{port}/environment/")
-            return pages
+    ports = sorted({int(a.rsplit(":", 1)[1]) for addrs in sockets.listening(pids).values() for a in addrs},
+                   key=lambda p: (not 4040 <= p < 4140, p))       # Spark's UI ports first
+    for port in ports:
+        try:
+            apps = json.loads(_get(f"http://127.0.0.1:{port}/api/v1/applications", 20.0))
+        except Exception:
+            continue
+        pages = {}
+        for app in apps:
+            base = f"http://127.0.0.1:{port}/api/v1/applications/{app['id']}"
+            for page in ("environment", "sql?details=true&planDescription=true", "jobs", "stages?details=true",
+                         "executors", "streaming/statistics"):
+                try:
+                    pages[page] = _get(f"{base}/{page}", 30.0)
+                except Exception as exc:     # e.g. no streaming tab
+                    pages[page] = f"({exc})"
+            pages["environment-html"] = _get(f"http://127.0.0.1:{port}/environment/", 30.0)
+        return pages
     return {}
 
 

@@ -172,7 +172,7 @@ def _encodable(rows: list[Row]) -> None:
                 v.encode("utf-8")
 
 
-def process_user_isolated(user_key: str, rows, state: taste.UserState, known: Known, rules: taste.Rules,
+def process_user_isolated(user_key: str, rows, state: taste.UserState, known: Catalogue, rules: taste.Rules,
                           limits: ev.Limits) -> tuple[taste.UserState | None, list[Row]]:
     """`process_user`, but a failure handling this user's records (a bug, an output that cannot be encoded)
     turns all of them into dead letters with the reason and leaves the user's state as it was; the other

@@ -11,6 +11,7 @@ import pytest
 from bson import BSON
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
+from common.catalogue import Catalogue
 from jobs import events as ev
 from jobs import recommend_stream as rs
 from jobs import taste
@@ -120,7 +121,7 @@ def test_oversized_values_are_too_large_and_leave_the_operator_cut(size, ch):
     res = ev.parse(raw, ref_ms=REF, known=KNOWN)
     assert res.code == ev.TOO_LARGE and f"{len(raw)} bytes" in res.detail
     rec = type("R", (), dict(key=b"u-1", value=raw, topic="t", partition=0, offset=1, kafka_ms=REF))
-    _, (row,) = rs.process_user("u-1", [rec], taste.UserState(), rs.Known.of([2], [30.0]), taste.Rules(), ev.Limits())
+    _, (row,) = rs.process_user("u-1", [rec], taste.UserState(), Catalogue.of_ids([2], [30.0]), taste.Rules(), ev.Limits())
     assert row.kind == "dead" and len(row.raw) <= ev.RAW_KEEP_BYTES and row.raw_size == len(raw)
     assert row.raw.decode("utf-8") == raw.decode("utf-8")[: len(row.raw.decode("utf-8"))]
 

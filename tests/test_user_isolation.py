@@ -2,22 +2,23 @@
 exactly that user's records into dead letters with the reason; the user's state stays; others go on."""
 from __future__ import annotations
 
+from common.catalogue import Catalogue
 from jobs import events as ev
 from jobs import recommend_stream as rs
 from jobs import taste
 from tests.test_stream_user import KNOWN, LIMITS, RULES, event, rec
 
 
-class Poisoned(rs.Known):
+class Poisoned(Catalogue):
     """A catalogue whose lookup fails for one track (a stand-in for any bug in the per-user step)."""
 
-    def duration(self, track_id):
+    def duration_of(self, track_id):
         if int(track_id) == 13:
             raise ZeroDivisionError("poisoned track")
-        return super().duration(track_id)
+        return super().duration_of(track_id)
 
 
-POISONED = Poisoned(KNOWN.ids, KNOWN.durations)
+POISONED = Poisoned.of_ids(KNOWN.ids, KNOWN.duration)
 
 
 def test_a_failing_user_becomes_dead_letters_and_keeps_its_state():

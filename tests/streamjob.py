@@ -9,11 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-
 from jobs import recommend_stream as rs
 from jobs import stream_sink as sk
-from simulator.behaviour import SimCatalogue, Simulator
+from simulator.behaviour import Simulator
 from stack import services as stack
 from stack.services import ensure_topics
 from tests.pipeline import env_for
@@ -22,10 +20,10 @@ JOB_TIMEOUT_S = 420
 
 
 def records_for(model, n: int, seed: int):
-    _, bundle, genre = model
-    sim = Simulator(SimCatalogue(bundle.ids, bundle.vectors, [genre.get(int(t)) for t in bundle.ids],
-                                 np.ones(len(bundle.ids)), np.full(len(bundle.ids), 30.0)),
-                    300, seed=seed, concurrent=120, bad_rate=0.01)
+    from jobs.model_store import load_catalogue
+
+    s, bundle, _ = model
+    sim = Simulator(load_catalogue(s, bundle), 300, seed=seed, concurrent=120, bad_rate=0.01)
     now = int(time.time() * 1000)
     return sim.records(n, now - n * 5, 5)        # event times over the last few minutes
 

@@ -97,7 +97,8 @@ class Job:
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def text(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text()
 
     def batches(self, kind: str) -> set[int]:

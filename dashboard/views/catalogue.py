@@ -116,14 +116,14 @@ def catalogue_map(user: str, focus: int | None) -> None:
     base = base_sample(cat.key, cat)
     marked = marks(user, focus)
     st.caption(f"{len(base):,} of {len(cat):,} tracks drawn, coloured by genre; PCA of the z-scored "
-               f"{cat.n_features} features. Marked: {', '.join(sorted(set(marked['mark']))) or 'nothing'}.")
+               f"{cat.n_features} features. Marked: {ui.escape_md(', '.join(sorted(set(marked['mark']))) or 'nothing')}.")
     st.altair_chart(chart(base, marked), width="stretch")
 
 
 if focus is not None:
     version, pairs = data.neighbours_of(focus)
     if not pairs:
-        st.caption(f"{cat.label(focus)} has no neighbours in the current model.")
+        st.caption(f"{ui.escape_md(cat.label(focus))} has no neighbours in the current model.")
     else:
         rows = cat.rows([t for t, _ in pairs])
         dist = dict(pairs)
@@ -133,7 +133,7 @@ if focus is not None:
         if missing:
             table = pd.concat([table, pd.DataFrame({"title": [f"#{t}" for t in missing], "track_id": missing,
                                                     "distance": [dist[t] for t in missing]})], ignore_index=True)
-        st.caption(f"Nearest to {cat.label(focus)} (model {version or '–'}):")
+        st.caption(f"Nearest to {ui.escape_md(cat.label(focus))} (model {ui.escape_md(version or '–')}):")
         st.table(table.reset_index(drop=True).style.format({"distance": "{:.3f}"}, na_rep=""))
 
 with map_slot:

@@ -93,12 +93,17 @@ def test_a_demo_like_run_leaks_no_password_and_listens_on_loopback_only(small_mo
             assert f not in ps, f"password in ps output: {[l for l in ps.splitlines() if f in l][:2]}"
 
         ours = sockets.tree([job.proc.pid, sim.pid, dash.pid])
-        service_pids = [svc.pid() for svc in stack.services(base)]
-        assert all(service_pids), "the local services are not running from this checkout"
+        service_pids = [p for p in (svc.pid() for svc in stack.services(base)) if p]
+        assert service_pids, "the local services are not running from this checkout"
         listening = sockets.listening(ours | sockets.tree(service_pids))
         assert listening, "found no listening socket at all: the check sees nothing"
         wide = {pid: [a for a in addrs if not sockets.is_loopback(a)] for pid, addrs in listening.items()}
         assert not any(wide.values()), f"listening beyond loopback: {wide}"
+        # and whoever listens on a port of our services (a service started under another user, PostgreSQL)
+        ports = {svc.port for svc in stack.services(base)} | {base.kafka_controller_port,
+                                                               int(env["MUSICREC_DASHBOARD_PORT"])}
+        on_ours = [a for a in sockets.listening_by_inode().values() if int(a.rsplit(":", 1)[1]) in ports]
+        assert on_ours and all(sockets.is_loopback(a) for a in on_ours), on_ours
 
         pages = spark_ui_pages(sockets.tree([job.proc.pid]))
         assert "environment" in pages and "spark.app.name" in pages["environment"], list(pages)

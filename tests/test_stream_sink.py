@@ -63,7 +63,7 @@ def test_replayed_writes_give_the_same_documents(sink, mongo):
     nul = sk.dead_letter_doc(b"\xff\x00x", "malformed_json: \x00", topic="t", partition=1, offset=0, key=b"\x00",
                              kafka_ms=1, batch_id=7, at=sk.now_utc())
     assert sink_.write_dead_letters([nul]) == 1
-    back = mongo[s.coll_dead_letters].find_one({"_id": "t-1-0"})
+    back = mongo[s.coll_dead_letters].find_one({"_id": sk.dead_letter_id("t", 1, 0, 1)})
     assert back["raw"] == "\ufffd\ufffdx" and back["key"] == "\ufffd" and back["reason"] == "malformed_json: \ufffd"
 
     batch = {"_id": 7, "events": 5, "written_at": sk.now_utc()}

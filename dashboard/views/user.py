@@ -45,7 +45,7 @@ def recommendations(user: str) -> None:
         return
     doc = data.recommendation(user)
     if doc is None:
-        st.info(f"No recommendations for {user} yet.")
+        st.info(f"No recommendations for {ui.escape_md(user)} yet.")
     else:
         items = doc.get("items") if isinstance(doc.get("items"), list) else []
         updated = to_utc(doc.get("updated_at"))
@@ -53,8 +53,8 @@ def recommendations(user: str) -> None:
         previous = data.list_history().observe(str(user), version, items)
         change = listdiff.diff_items(previous[1], items) if previous else None
         age = age_text((datetime.now(timezone.utc) - updated).total_seconds()) + " ago" if updated else "unknown"
-        st.markdown(f"**{len(items)} recommendations** · updated {age} · batch `{doc.get('batch_id', '–')}` · "
-                    f"model `{doc.get('model_version', '–')}` · {doc.get('n_events', '–')} events")
+        st.markdown(f"**{len(items)} recommendations** · updated {age} · batch {ui.code(doc.get('batch_id', '–'))} · "
+                    f"model {ui.code(doc.get('model_version', '–'))} · {ui.escape_md(doc.get('n_events', '–'))} events")
         if change is None:
             st.caption("How the list changed: this is the first version this dashboard has seen.")
         else:
@@ -67,8 +67,8 @@ def recommendations(user: str) -> None:
 
             dropped = ", ".join(label(r["track_id"]) for r in change.removed[:5])
             more = f" (+{len(change.removed) - 5})" if len(change.removed) > 5 else ""
-            st.caption(f"How the list changed since batch `{previous[0][0]}`: {change.text()}"
-                       + (f"; dropped: {dropped}{more}" if dropped else ""))
+            st.caption(f"How the list changed since batch {ui.code(previous[0][0])}: {ui.escape_md(change.text())}"
+                       + (f"; dropped: {ui.escape_md(dropped)}{more}" if dropped else ""))
         rows = tables.rec_rows(items, change, track=data.track, label=data.track_label)
         if rows.empty:
             st.info("The list is empty.")

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
 
     # --- local services ------------------------------------------------------------------------------
     ferretdb_listen: str = Field("127.0.0.1:27017", description="FerretDB listen address")
-    postgres_port: int = Field(5432, description="local PostgreSQL port (FerretDB's backend, loopback only)")
+    postgres_port: int = Field(55432, description="local PostgreSQL port (FerretDB's backend, loopback only)")
     postgres_os_user: str = Field("postgres", description="OS user that runs PostgreSQL when the caller is root")
     service_timeout_s: float = Field(60.0, description="how long `up` waits for a service")
 

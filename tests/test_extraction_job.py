@@ -76,9 +76,11 @@ def test_first_run_extracts_every_audio_file_and_records_failures(first, folder)
     assert first["failed"] == 4
     assert first["failure_reasons"] == {"not_audio": 1, "empty": 1, "too_short": 1, "bad_name": 1}
     assert first["feature_version"] == FEATURE_VERSION
-    # librosa warmed up once per Python worker (one per core), and each worker handled several files
-    assert first["warmups"] == first["warmups_this_run"] == first["python_workers"] <= 2
-    assert first["warmup_s_mean"] > 0
+    # librosa warmed up at most once per Python worker (one per core) in this run; Spark reuses its Python
+    # workers across the session's jobs, so a worker an earlier test warmed for this config is not warmed again
+    assert first["python_workers"] <= 2
+    assert first["warmups_this_run"] <= first["python_workers"] <= first["warmups"]
+    assert first["warmups_this_run"] == 0 or first["warmup_s_mean"] > 0
     assert 0 < first["decode_s_mean"] and 0 < first["extract_s_mean"]
 
 

@@ -19,6 +19,7 @@ from conf import Settings
 SINGLE = "com.mongodb.spark.sql.connector.read.partitioner.SinglePartitionPartitioner"
 PAGINATE = "com.mongodb.spark.sql.connector.read.partitioner.PaginateIntoPartitionsPartitioner"
 ADMIN_CONNECTIONS = 10     # PostgreSQL connections beyond FerretDB's pool: psql, superuser reserve (3)
+CREDENTIAL_POOLS = 3       # FerretDB keeps one pgx pool per client credential (no auth, a user + password, ...)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class PoolLimits:
     result keeps a pool connection until the whole command ends, and it needs one more connection for the
     write itself; when the pool is used up it waits forever (no timeout). So with `writers` commands of
     `statements` statements at once, the pool needs writers x (statements + 1) connections, plus some for
-    reads (an open cursor holds one too), and PostgreSQL must accept the whole pool plus admin sessions.
+    reads (an open cursor holds one too), and PostgreSQL must accept the whole pool plus admin sessions;
+    FerretDB opens a pool of that size for each credential its clients use (a run with a MongoDB user
+    beside one without used up PostgreSQL's connections), so PostgreSQL accepts CREDENTIAL_POOLS of them.
     """
     statements: int            # statements per write command (clients chunk their bulks to this)
     writers: int               # write commands in flight at once
@@ -42,7 +45,7 @@ def pool_limits(settings: Settings) -> PoolLimits:
     statements = max(1, int(settings.store_statements_per_command))
     writers, readers = max(1, int(settings.store_writers)), max(1, int(settings.store_readers))
     pool = writers * (statements + 1) + readers
-    return PoolLimits(statements, writers, readers, pool, pool + ADMIN_CONNECTIONS)
+    return PoolLimits(statements, writers, readers, pool, pool * CREDENTIAL_POOLS + ADMIN_CONNECTIONS)
 
 
 def client(settings: Settings, timeout_ms: int | None = None, socket_timeout_ms: int | None = None):

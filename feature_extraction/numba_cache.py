@@ -23,8 +23,10 @@ znver5, AVX-512), and the generic target costs time (README, "numba").
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
 import threading
 from collections import defaultdict
 
@@ -65,10 +67,21 @@ def install(cache_dir: str | os.PathLike | None = None) -> None:
                 return ident
 
             cls.from_function = classmethod(from_function)
+        # one folder per process: CI still found the shared cache damaged (a kernel and its loop from
+        # different processes, SIGSEGV on every later run) with the numbering above, so no two processes
+        # write one cache; a process compiles librosa's kernels once (Spark reuses its Python workers) and
+        # its folder goes when it exits
+        cache_dir = os.path.join(os.fspath(cache_dir), f"pid-{os.getpid()}")
         os.makedirs(cache_dir, exist_ok=True)
+        atexit.register(_remove, cache_dir, os.getpid())
         os.environ["NUMBA_CACHE_DIR"] = os.fspath(cache_dir)  # kept by a config reload and by children
         numba.config.CACHE_DIR = os.fspath(cache_dir)
         _STATE.update(installed=True, cache_dir=os.fspath(cache_dir))
+
+
+def _remove(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # not from a forked child that exits normally
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def cache_dir() -> str | None:

@@ -204,6 +204,16 @@ class PostgreSQL(Service):
             return "-"
 
 
+def embedded_ferretdb_version(go_mod: Path = Path(__file__).parent / "ferretdb" / "go.mod") -> str | None:
+    """The FerretDB version our binary embeds, from its go.mod: FerretDB used as a library reports "unknown"
+    in buildInfo (its build/version package only reads version.txt when it is the main module)."""
+    for line in go_mod.read_text().splitlines():
+        parts = line.split()
+        if "github.com/FerretDB/FerretDB" in parts:
+            return parts[parts.index("github.com/FerretDB/FerretDB") + 1]
+    return None
+
+
 class FerretDB(Service):
     @property
     def binary(self) -> Path:
@@ -237,6 +247,8 @@ class FerretDB(Service):
             with self._client() as client:
                 info = client.server_info()
             ferret = info.get("ferretdbVersion") or info.get("ferretdb", {}).get("version")
+            if ferret in (None, "unknown"):  # embedded FerretDB reports no version of its own
+                ferret = embedded_ferretdb_version()
             return f"MongoDB wire {info.get('version')}" + (f", FerretDB {ferret}" if ferret else "")
         except Exception:
             return "-"

@@ -138,6 +138,7 @@ def test_up_twice_is_harmless_and_down_up_keeps_the_data(private_stack):
     assert "kept-message" in values
     status = "\n".join(services.status(s))
     assert "Apache Kafka 4." in status and "PostgreSQL 1" in status and "not answering" not in status
+    assert "FerretDB v1.24.2" in status, status  # the embedded version, not "unknown"
 
 
 def test_a_taken_port_is_one_clear_line(private_stack, tmp_path):

@@ -201,7 +201,7 @@ def apptest_rows(s, args) -> list[list[str]]:
 
 
 def browser_rows(s, args, env: dict) -> list[list[str]]:
-    from tests.browser.cdp import Browser
+    from stack.browser import Browser
 
     port = s.dashboard_port
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),

@@ -1,6 +1,6 @@
-"""A minimal Chrome DevTools Protocol client for the browser tests: starts Debian's headless Chromium,
-opens one page, evaluates JavaScript, watches navigations and takes screenshots. Synchronous, over the
-`websockets` package Streamlit already depends on; no other browser driver needed."""
+"""A minimal Chrome DevTools Protocol client for the browser test and the dashboard benchmark: starts
+Debian's headless Chromium, opens one page, evaluates JavaScript, watches navigations and takes screenshots.
+Synchronous, over the `websockets` package Streamlit already depends on; no other browser driver needed."""
 from __future__ import annotations
 
 import base64

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.cdp import Browser
+from stack.browser import Browser
 from tests.pipeline import env_for
 
 pytestmark = pytest.mark.integration

@@ -4,9 +4,10 @@ Both give one row per track id with the fields of the `tracks` documents (common
 title, artist, album, album_type, genre_top, genre_ids, genres (titles), tags, listens, date_created
 (ISO text), duration (s), license, recording. They are tolerant of what real FMA files contain: missing
 values, HTML entities and line breaks in titles, list columns written as Python literals, mm:ss
-durations, US-style dates, rows with too many fields (skipped, each listed in `df.attrs["bad_rows"]`
-with its line and reason, as are rows whose track id is not an integer of 64 bits), text cells of any
-length (cut to MAX_TEXT characters). A file that is not FMA-shaped raises MetadataError with what was
+durations, US-style dates, rows with too many fields, a stray or unclosed quote (that line is skipped,
+not every row up to the next quote), bytes that are not UTF-8 (replaced, the row kept), track ids that
+are not integers of 64 bits (each listed in `df.attrs["bad_rows"]` with its line and reason), text
+cells of any length (cut to MAX_TEXT characters). A file that is not FMA-shaped raises MetadataError with what was
 expected and what was found.
 
 `recording` is musicrec's own ground truth for the demo corpus (the source recording a clip was cut
@@ -15,7 +16,10 @@ from), carried in the track's `information` text as `musicrec-recording: <id>`; 
 from __future__ import annotations
 
 import ast
+import csv
 import html
+import io
+import itertools
 import math
 import re
 import warnings
@@ -32,6 +36,8 @@ _SPACE_RE = re.compile(r"\s+")
 _SKIPPED_RE = re.compile(r"Skipping line (\d+): (.*)")
 MAX_TEXT = 1000  # characters kept of a text cell (title, artist, album...)
 MAX_ID = 2**63   # track ids are 64-bit integers (below this)
+MAX_CELL = 1 << 20  # characters of one CSV cell before its quoting is judged broken
+MAX_BROKEN_QUOTES = 1000  # rows with broken quoting before the file is judged not CSV
 
 
 class MetadataError(ValueError):
@@ -208,19 +214,69 @@ def genre_top(ids: list[int], genres: pd.DataFrame | None) -> str | None:
 
 # --- tracks -------------------------------------------------------------------------------------------
 
+def decode_lines(data: bytes) -> tuple[list[str], list[str]]:
+    """The file's physical lines (each with its "\n"), as UTF-8; a line that is not UTF-8 keeps its row with
+    U+FFFD for the bytes that are not, and is listed ("line N: ...") in the second value."""
+    raw_lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    ends = ["\n"] * (len(raw_lines) - 1) + [""]
+    lines, bad = [], []
+    for n, (raw, end) in enumerate(zip(raw_lines, ends), start=1):
+        try:
+            lines.append(raw.decode("utf-8") + end)
+        except UnicodeDecodeError as exc:
+            lines.append(raw.decode("utf-8", errors="replace") + end)
+            bad.append(f"line {n}: not UTF-8 ({exc.reason} at byte {exc.start} of the line); "
+                       "the bytes are replaced, the row kept")
+    return [line for line in lines if line], bad
+
+
+def drop_broken_quotes(lines: list[str], limit: int = MAX_BROKEN_QUOTES) -> tuple[list[str], list[int], list[str]]:
+    """A strict CSV pass over physical lines. pandas' parser closes a stray quote at the next quote of the
+    file, silently merging every row between into one cell, and a quote never closed (a truncated file)
+    stops it. Here each record whose quoting breaks (a quote followed by text, a quote still open at the
+    end of the file, a cell over MAX_CELL characters) loses its first physical line, where the quote
+    opened, and the pass goes on from there. Returns the lines kept, the original (1-based) number of the
+    first line of each record, and "line N: reason" per line dropped."""
+    csv.field_size_limit(MAX_CELL)
+    lines, numbers, dropped, records = list(lines), list(range(1, len(lines) + 1)), [], []
+    start = 0
+    while True:
+        reader = csv.reader(itertools.islice(lines, start, None), strict=True)
+        first = start  # index of the first line of the record being read
+        try:
+            for _ in reader:
+                records.append(numbers[first])
+                first = start + reader.line_num
+            return lines, records, dropped
+        except csv.Error as exc:
+            if len(dropped) >= limit:
+                raise MetadataError(f"more than {limit} rows with broken quoting (the last at line "
+                                    f"{numbers[first]}): is this a CSV file?") from None
+            dropped.append(f"line {numbers[first]}: broken quoting ({exc}); the line is skipped")
+            del lines[first], numbers[first]
+            start = first
+
+
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    """read_csv that skips rows with too many fields; their "line N: reason" in attrs["bad_rows"]."""
+    """read_csv over the lines `decode_lines` and `drop_broken_quotes` keep; rows with too many fields are
+    skipped by pandas. Each line left out or repaired is listed as "line N: reason" in attrs["bad_rows"]."""
     try:
+        lines, bad = decode_lines(Path(path).read_bytes())
+        lines, records, dropped = drop_broken_quotes(lines)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            df = pd.read_csv(path, low_memory=False, on_bad_lines="warn", **kwargs)
+            df = pd.read_csv(io.StringIO("".join(lines)), low_memory=False, on_bad_lines="warn", **kwargs)
+    except MetadataError as exc:
+        raise MetadataError(f"{path}: {exc}") from None
     except Exception as exc:
         raise MetadataError(f"{path}: cannot read as CSV ({type(exc).__name__}: {exc})") from None
-    bad = []
+    skipped = []
     for w in caught:
         if issubclass(w.category, pd.errors.ParserWarning):
-            bad += [f"line {m.group(1)}: {m.group(2).strip()}" for m in _SKIPPED_RE.finditer(str(w.message))]
-    df.attrs["bad_rows"] = bad
+            skipped += [(int(m.group(1)), m.group(2).strip()) for m in _SKIPPED_RE.finditer(str(w.message))]
+    # pandas numbers records, not lines: "line N" is the N-th record's first line in the file
+    df.attrs["bad_rows"] = bad + dropped + [f"line {records[n - 1] if n <= len(records) else n}: {why}"
+                                            for n, why in skipped]
     return df
 
 

@@ -65,10 +65,13 @@ def metadata(meta_dir: Path, ids, long_title: int | None = None) -> None:
     if long_title is not None:
         rows[long_title][("track", "title")] = LONG_TITLE
     fma_csv.write_tracks_csv(rows, meta_dir / "tracks.csv")
-    lines = (meta_dir / "tracks.csv").read_text().splitlines()
-    lines.insert(4, "99," + ",".join(["x"] * 70))        # a row with 71 fields instead of 53
-    lines += ["not-an-id,broken", "12345678901234567890,too big", "-3,negative"]
-    (meta_dir / "tracks.csv").write_text("\n".join(lines) + "\n")
+    lines = (meta_dir / "tracks.csv").read_text().splitlines()   # 3 header lines, then ids in order
+    lines.insert(4, "99," + ",".join(["x"] * 70))        # line 5: a row with 71 fields instead of 53
+    lines.insert(5, '98,"a stray quote, never closed')   # line 6: pandas alone would swallow every row after it
+    lines[10] = lines[10].replace(",clip 15", ",clip 15 caf\udce9")     # line 11: a Latin-1 byte in a title
+    lines += ["not-an-id,broken", "12345678901234567890,too big", "-3,negative",
+              '97,"a row cut off mid-quote']          # the last line, as in a truncated download
+    (meta_dir / "tracks.csv").write_bytes(("\n".join(lines)).encode("utf-8", "surrogateescape"))
     shutil.copy(paths.FMA_GENRES, meta_dir / "genres.csv")
 
 
@@ -150,7 +153,9 @@ def test_bad_audio_and_metadata_each_get_a_reason(faulted, mongo, fault_settings
         "000/000030.mp3": "crashed", "000/000031.mp3": "timeout",
         "000/000040.mp3": "not_audio", "000/000041.mp3": "too_short", "000/000042.mp3": "empty",
         "000/000044.mp3": "not_audio", "123/12345678901234567890.mp3": "bad_name",
-        "tracks.csv: line 5": "bad_metadata", "tracks.csv: track_id 'not-an-id'": "bad_metadata",
+        "tracks.csv: line 5": "bad_metadata", "tracks.csv: line 6": "bad_metadata",
+        "tracks.csv: line 11": "bad_metadata", "tracks.csv: line 21": "bad_metadata",
+        "tracks.csv: track_id 'not-an-id'": "bad_metadata",
         "tracks.csv: track_id '12345678901234567890'": "bad_metadata", "tracks.csv: track_id '-3'": "bad_metadata",
     }
     tracks = by_id(mongo, fault_settings.coll_tracks)
@@ -158,6 +163,10 @@ def test_bad_audio_and_metadata_each_get_a_reason(faulted, mongo, fault_settings
     assert tracks[45]["path"] == "000/000045.mp3"              # half an MP3: what decodes is used
     assert len(tracks[10]["title"]) == 1000 and tracks[10]["title"].startswith("ΩΩ")
     assert tracks[14]["path"].endswith(".m4a") and tracks[11]["title"] == "clip 11"
+    assert tracks[15]["title"] == "clip 15 caf\ufffd"   # the row is kept, the byte replaced and recorded
+    reasons = {k: v["reason"] for k, v in by_id(mongo, fault_settings.coll_errors).items()}
+    assert "broken quoting" in reasons["tracks.csv: line 6"] and "end of data" in reasons["tracks.csv: line 21"]
+    assert "not UTF-8" in reasons["tracks.csv: line 11"]
     assert faulted["failed"] == len(errors)
 
 

@@ -180,3 +180,36 @@ def test_parse_duration(value, seconds):
                                         ("__import__('os')", []), ("21", [21])])
 def test_parse_int_list(value, out):
     assert metadata.parse_int_list(value) == out
+
+
+def test_broken_quoting_costs_one_line_not_the_rows_after_it(tmp_path, genres):
+    write_real_layout(tmp_path / "tracks.csv", {"2": TRACK_2, "3": ODD, "4": {("track", "title"): "after"}})
+    lines = (tmp_path / "tracks.csv").read_bytes().split(b"\n")   # ODD's title spans two lines (5 and 6)
+    lines.insert(4, b'7,"a stray quote, never closed')               # line 5
+    lines[7] = lines[7].replace(b"after", b"aft\xe9r")               # line 8: Latin-1, not UTF-8
+    lines[-1] = b'9,"cut off mid-quote'                               # line 9, the last: a truncated file
+    (tmp_path / "tracks.csv").write_bytes(b"\n".join(lines))
+    # pandas alone (without the truncated last line, which stops it): the stray quote closes at ODD's
+    # first quote, and the rows between vanish into one cell
+    (tmp_path / "untruncated.csv").write_bytes(b"\n".join(lines[:-1]) + b"\n")
+    alone = pd.read_csv(tmp_path / "untruncated.csv", index_col=0, header=[0, 1], encoding="latin-1")
+    assert "3" not in alone.index
+    df = metadata.load_tracks_csv(tmp_path / "tracks.csv", genres)
+    assert sorted(df.index) == [2, 3, 4]
+    assert metadata.record(df, 3)["title"] == "Caf\u00e9 & \"Bar\" live (take 2)"
+    assert metadata.record(df, 4)["title"] == "aft\ufffdr"
+    bad = df.attrs["bad_rows"]
+    assert [b.split(":")[0] for b in bad] == ["line 8", "line 5", "line 9"], bad
+    assert "not UTF-8" in bad[0] and "broken quoting" in bad[1] and "end of data" in bad[2]
+
+
+def test_rows_too_long_are_numbered_by_their_first_line(tmp_path):
+    lines = [b"a,b,c", b'1,"two', b'lines",3', b"2,too,many,fields", b"3,ok,5"]
+    (tmp_path / "x.csv").write_bytes(b"\n".join(lines) + b"\n")
+    df = metadata._read_csv(tmp_path / "x.csv")
+    assert list(df["a"]) == [1, 3] and df.attrs["bad_rows"] == ["line 4: expected 3 fields, saw 4"]
+
+
+def test_a_file_of_broken_quotes_is_not_csv():
+    with pytest.raises(MetadataError, match="more than 3 rows with broken quoting"):
+        metadata.drop_broken_quotes([f'{i},"x\n' for i in range(5)], limit=3)

@@ -4,7 +4,8 @@ Both give one row per track id with the fields of the `tracks` documents (common
 title, artist, album, album_type, genre_top, genre_ids, genres (titles), tags, listens, date_created
 (ISO text), duration (s), license, recording. They are tolerant of what real FMA files contain: missing
 values, HTML entities and line breaks in titles, list columns written as Python literals, mm:ss
-durations, US-style dates, rows with too many fields, a stray or unclosed quote (that line is skipped,
+durations, US-style dates, titles that look like numbers or NA words ("1984", "007", "None": text,
+only an empty cell is missing), rows with too many fields, a stray or unclosed quote (that line is skipped,
 not every row up to the next quote), bytes that are not UTF-8 (replaced, the row kept), track ids that
 are not integers of 64 bits (each listed in `df.attrs["bad_rows"]` with its line and reason), text
 cells of any length (cut to MAX_TEXT characters). A file that is not FMA-shaped raises MetadataError with what was
@@ -265,7 +266,10 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
         lines, records, dropped = drop_broken_quotes(lines)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            df = pd.read_csv(io.StringIO("".join(lines)), low_memory=False, on_bad_lines="warn", **kwargs)
+            # every cell as text ("1984" stays a title, not 1984.0), and only an empty cell is missing:
+            # pandas' default NA words would erase a track called "NA" or an artist called "None"
+            df = pd.read_csv(io.StringIO("".join(lines)), dtype=str, keep_default_na=False, na_values=[""],
+                             on_bad_lines="warn", **kwargs)
     except MetadataError as exc:
         raise MetadataError(f"{path}: {exc}") from None
     except Exception as exc:

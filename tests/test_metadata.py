@@ -207,9 +207,20 @@ def test_rows_too_long_are_numbered_by_their_first_line(tmp_path):
     lines = [b"a,b,c", b'1,"two', b'lines",3', b"2,too,many,fields", b"3,ok,5"]
     (tmp_path / "x.csv").write_bytes(b"\n".join(lines) + b"\n")
     df = metadata._read_csv(tmp_path / "x.csv")
-    assert list(df["a"]) == [1, 3] and df.attrs["bad_rows"] == ["line 4: expected 3 fields, saw 4"]
+    assert list(df["a"]) == ["1", "3"] and df.attrs["bad_rows"] == ["line 4: expected 3 fields, saw 4"]
 
 
 def test_a_file_of_broken_quotes_is_not_csv():
     with pytest.raises(MetadataError, match="more than 3 rows with broken quoting"):
         metadata.drop_broken_quotes([f'{i},"x\n' for i in range(5)], limit=3)
+
+
+def test_cells_are_text_and_only_empty_cells_are_missing(tmp_path, genres):
+    rows = {"2": {("track", "title"): "1984", ("artist", "name"): "None", ("album", "title"): "NA"},
+            "3": {("track", "title"): "2001", ("artist", "name"): "null", ("album", "title"): "nan",
+                  ("track", "listens"): "1,293"},
+            "4": {("track", "title"): "007", ("artist", "name"): "N/A", ("track", "listens"): ""}}
+    write_real_layout(tmp_path / "tracks.csv", rows)
+    df = metadata.load_tracks_csv(tmp_path / "tracks.csv", genres)
+    got = {i: (r["title"], r["artist"], r["album"], r["listens"]) for i in (2, 3, 4) for r in [metadata.record(df, i)]}
+    assert got == {2: ("1984", "None", "NA", None), 3: ("2001", "null", "nan", 1293), 4: ("007", "N/A", None, None)}

@@ -12,8 +12,8 @@ local[2] while `python -m simulator` (a separate process) offers `rate` events/s
   sustained when the backlog grows by less than 5% of the rate per second over the measured window and
   drains once the simulator stops (the backlog left then, a batch or two in flight, is latency, which
   the percentiles report);
-- where the time goes: mean per micro-batch of the Spark part (stateful operator, read as pandas), the
-  retrieval and ranking, and the MongoDB writes;
+- where the time goes: mean per micro-batch of the Spark part (the batch's time outside its slowest
+  task), the users' state reads, the parsing, retrieval and ranking, and the MongoDB writes;
 - ceiling: a backlog of `--ceiling-events` records drained with trigger 0 (events/s).
 
 Ratios are p95 against the 100 events/s run of the same catalogue and trigger (the baseline, same run).
@@ -197,6 +197,7 @@ def one_run(spark, base: Settings, bundle, catalogue, name: str, rate: float, tr
             "end_backlog": end_backlog, "drain_s": drain_s if how == "idle" else float("nan"),
             "sustained": sustained, "p50": p50, "p95": p95, "p99": p99, "batches": len(batches),
             "batch_ms": mean("duration_ms"), "users": mean("users"), "spark_ms": mean("spark_ms"),
+            "read_ms": float(np.mean([b.get("read_ms", 0) for b in batches])) if batches else float("nan"),
             "rank_ms": mean("rank_ms"), "write_ms": mean("write_ms"), "sim": out.strip().splitlines()[-1]}
 
 
@@ -236,10 +237,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
 
 FLOOR_VARIANTS = {
     "as shipped": {},
-    "RocksDB trackTotalNumberOfRows on": {"spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "true"},
-    "RocksDB changelog checkpointing off": {
-        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "false"},
-    "one state partition": {"stream_partitions": 1},
+    "one task per batch": {"stream_partitions": 1},
 }
 
 
@@ -284,16 +282,11 @@ def floor(spark, base: Settings, bundle, catalogue, name: str, args, variant: st
     batches = sorted(db[s.coll_batches].find(), key=lambda b: b["_id"])[3:]
     med = lambda xs: float(np.median(xs)) if len(xs) else float("nan")  # noqa: E731
     dur = lambda k: med([p["durationMs"].get(k, 0) for p in progress])  # noqa: E731
-    ops = [p["stateOperators"][0] for p in progress if p.get("stateOperators")]
-    op = lambda k: med([o.get(k, 0) for o in ops])  # noqa: E731
-    custom = lambda k: med([o.get("customMetrics", {}).get(k, 0) for o in ops])  # noqa: E731
     return {"variant": variant, "batches": len(progress), "trigger_ms": dur("triggerExecution"),
             "add_batch_ms": dur("addBatch"), "planning_ms": dur("queryPlanning"), "offsets_ms": dur("walCommit") +
-            dur("latestOffset") + dur("commitOffsets"), "state_update_ms": op("allUpdatesTimeMs"),
-            "state_commit_ms": op("commitTimeMs"), "rocksdb_commit_ms": custom("rocksdbCommitCheckpointLatency") +
-            custom("rocksdbCommitFlushLatency") + custom("rocksdbCommitCompactLatency"),
-            "spark_ms": med([b["spark_ms"] for b in batches]), "task_ms": med([b["rank_ms"] + b["write_ms"]
-                                                                                  for b in batches]),
+            dur("latestOffset") + dur("commitOffsets"),
+            "spark_ms": med([b["spark_ms"] for b in batches]), "read_ms": med([b.get("read_ms", 0) for b in batches]),
+            "rank_ms": med([b["rank_ms"] for b in batches]), "write_ms": med([b["write_ms"] for b in batches]),
             "users": med([b["users"] for b in batches])}
 
 
@@ -315,7 +308,7 @@ def user_frame(cat, users: int, events_per_user: int, seed: int = 3):
             states[e.user_id] = taste.apply(states.get(e.user_id, taste.UserState()), e, rules,
                                             cat.duration_of(e.track_id))
     return pd.DataFrame([{"user_id": u, "track_ids": list(st.track_ids), "pos": list(st.pos), "neg": list(st.neg),
-                          "heard": list(st.heard)} for u, st in sorted(states.items())])
+                          "heard": list(st.heard), "state": st} for u, st in sorted(states.items())])
 
 
 def rank_cost(name: str, bundle, cat, users: int, repeats: int = 3) -> dict:
@@ -357,12 +350,17 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
     s = outputs(base).model_copy(update={"coll_recommendations": "bench_write_cost"})
     db = database(s, 30_000)
     out = []
-    for text in (True, False):
+    from jobs import recommend_stream as rs
+
+    states = [rs.state_doc(st) for st in frame["state"]]
+    for text, with_state in ((True, False), (False, False), (False, True)):
         docs = [sk.recommendation_doc(u, [sb.item_doc(it, cat, with_text=text) for it in its], model_version=bundle.version,
                                       event_time_max_ms=0, n_events=1, offsets={"topic": "t", "partition": 0,
                                                                                 "offset": 0},
                                       batch_id=0, updated_at=sk.now_utc(), candidates=int(c))
                 for u, its, c in zip(frame["user_id"], items, n_cand)]
+        for d, st in zip(docs, states) if with_state else ():
+            d.update(state=st, applied={"query": "bench", "batch": 0, "events": 1})
         size = float(np.mean([len(bson.encode(d)) for d in docs]))
         db[s.coll_recommendations].drop()
         sk.Sink(s, db).write_recommendations(docs)              # the users exist: the next writes replace
@@ -372,7 +370,8 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
             t = time.perf_counter()
             with ThreadPoolExecutor(writers) as pool:
                 list(pool.map(lambda a: a[0].write_recommendations(a[1]), zip(sinks, parts)))
-            out.append({"items": "ids + titles" if text else "ids only", "bytes": size, "writers": writers,
+            what = "ids + titles (before)" if text else ("ids + the user's state (now)" if with_state else "ids only")
+            out.append({"items": what, "bytes": size, "writers": writers,
                         "ms_per_user": 1000 * (time.perf_counter() - t) / len(docs)})
     db[s.coll_recommendations].drop()
     return out
@@ -382,7 +381,7 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
 
 def table(rows: list[dict], ceilings: list[dict]) -> str:
     head = ("catalogue", "trigger s", "offered/s", "sustained", "lag +/s", "p50 ms", "p95 ms", "p99 ms",
-            "p95 vs 100/s", "batch ms", "users/batch", "spark ms", "rank ms", "write ms")
+            "p95 vs 100/s", "batch ms", "users/batch", "spark ms", "read ms", "rank ms", "write ms")
     base = {(r["catalogue"], r["trigger"]): r["p95"] for r in rows if r["rate"] == min(x["rate"] for x in rows)}
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
@@ -391,7 +390,8 @@ def table(rows: list[dict], ceilings: list[dict]) -> str:
         lines.append(" | ".join([
             r["catalogue"], f"{r['trigger']:g}", f"{r['rate']:g}", "yes" if r["sustained"] else "NO",
             f"{r['slope']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}", ratio,
-            f"{r['batch_ms']:.0f}", f"{r['users']:.0f}", f"{r['spark_ms']:.0f}", f"{r['rank_ms']:.0f}",
+            f"{r['batch_ms']:.0f}", f"{r['users']:.0f}", f"{r['spark_ms']:.0f}", f"{r['read_ms']:.0f}",
+            f"{r['rank_ms']:.0f}",
             f"{r['write_ms']:.0f}"]))
     if ceilings:
         lines += ["", "catalogue | drained events/s (trigger 0, backlog) | users/batch | batch ms",
@@ -512,15 +512,14 @@ def main(argv=None) -> int:
         print()
         print(f"Per-batch floor: {args.floor_batches} micro-batches of {args.floor_events} events, trigger 0, "
               f"medians in ms (Spark's progress durations; ratio of the trigger time against the first row)")
-        head = ["variant", "trigger", "vs first", "addBatch", "planning", "offset log + commit", "state update",
-                "state commit", "RocksDB commit", "Spark (ours)", "rank + write (task)", "users"]
+        head = ["variant", "trigger", "vs first", "addBatch", "planning", "offset log + commit", "Spark (ours)",
+                "read", "rank", "write", "users"]
         print(" | ".join(head))
         print(" | ".join("---" for _ in head))
         for f in floors:
             print(" | ".join([f["variant"], f"{f['trigger_ms']:.0f}", f"{f['trigger_ms'] / floors[0]['trigger_ms']:.2f}x"]
-                             + [f"{f[k]:.0f}" for k in ("add_batch_ms", "planning_ms", "offsets_ms", "state_update_ms",
-                                                       "state_commit_ms", "rocksdb_commit_ms", "spark_ms", "task_ms",
-                                                       "users")]))
+                             + [f"{f[k]:.0f}" for k in ("add_batch_ms", "planning_ms", "offsets_ms", "spark_ms",
+                                                       "read_ms", "rank_ms", "write_ms", "users")]))
     if ranks:
         print()
         print(f"Rank cost per user (one core, batches of {args.rank_users} simulated users; ratio against the "

@@ -177,12 +177,11 @@ class Settings(BaseSettings):
     starting_offsets: str = Field("earliest", description="startingOffsets for a new checkpoint")
     max_per_artist: int = Field(2, description="at most this many recommendations per artist")
     taste_half_life_events: float = Field(20.0, description="half-life of a user's taste, in events")
-    idle_timeout_minutes: int = Field(60, description="users idle this long are dropped from state")
     min_skip_seconds: float = Field(10.0, description="a skip within this many seconds counts fully; later ones less")
     history_size: int = Field(500, description="distinct heard tracks kept per user (never recommended again)")
     event_max_future_seconds: float = Field(300.0, description="event_time at most this far after its Kafka record")
     event_max_age_days: float = Field(30.0, description="event_time at most this many days before its Kafka record")
-    stream_partitions: int = Field(2, description="state partitions of the stream (fixed by its checkpoint)")
+    stream_partitions: int = Field(2, description="tasks per micro-batch of the stream (its users hashed over them)")
     activity_feed_size: int = Field(500, description="newest events kept in the activity feed collection")
     stream_batches_kept: int = Field(5000, description="newest micro-batch metrics documents kept (0: all)")
 

@@ -1,29 +1,31 @@
-"""The streaming recommender: Kafka activity -> per-user taste in state -> recommendations in MongoDB.
+"""The streaming recommender: Kafka activity -> per-user taste -> recommendations in MongoDB.
 
     ./spark-submit.sh jobs/recommend_stream.py [--until-idle S] [--timeout S] [--model-version V]
 
-One Structured Streaming query:
+One stateless Structured Streaming query; each user's taste lives in the store, inside the user's
+recommendation document:
 
     Kafka `activity` (key = user id, JSON value)
-      -> the value's user_id (a JVM-side get_json_object; the raw value stays binary) and its bucket
-         (hash(user_id) mod USER_BUCKETS)
-      -> transformWithState grouped by bucket (RocksDB state store; one MapState entry per user, with a
-         TTL of idle_timeout_minutes): parse and validate every record (jobs.events), fold the user's
-         valid events into their taste (jobs.taste), emit one `user` row per active user, one `event` row
-         per applied event and one `dead` row per reject
-      -> foreachBatch: once per micro-batch, for all active users together, taste vectors, LSH candidates
-         and exact re-rank (jobs.ranking), then the idempotent writes (jobs.stream_sink): one document
-         per active user, dead letters, the activity feed and the batch's metrics.
+      -> the value's user_id (a JVM-side get_json_object; the raw value stays binary)
+      -> foreachBatch: once per micro-batch, repartitioned by user (stream_partitions tasks), one
+         mapInPandas task per partition (jobs.stream_batch.ServePartition): read the partition's users'
+         documents (their state), parse and validate every record (jobs.events), fold each user's valid
+         events into their taste (jobs.taste), taste vectors, LSH candidates and exact re-rank
+         (jobs.ranking), then the idempotent writes (jobs.stream_sink): one document per changed user
+         (recommendations and state together), dead letters, the activity feed; the driver writes the
+         batch's metrics.
 
-The Row-based `transformWithState` is used rather than `applyInPandasWithState`: both keep the state in
-the RocksDB store and restore it from the checkpoint, but the pandas variant builds a DataFrame per
-user group and costs 2-6 ms per active user here (measured: 1,000 single-event users per batch took
-2-6 s, against about 1.5 s with the Row API grouped by user and about 1.1 s grouped by bucket).
-
-Exactly-once: Spark replays an unfinished micro-batch with the same offsets from the last committed
-state, every document is a function of that state (ranking is deterministic, times come from the
-events), and all writes are upserts or inserts keyed by id, so a crash at any point (SIGKILL included)
+Exactly-once without Spark's state store: every document records the (query id, batch id) that last
+changed it (`applied`; the query id persists in the checkpoint). Spark replays an unfinished micro-batch
+with the same offsets; a user whose document already carries this batch is not applied again (its
+document, state and list in one write, is already the batch's result), the others are applied to
+their stored state as the first attempt would have. Ranking is deterministic, times come from the
+events, and all writes are upserts or inserts keyed by id, so a crash at any point (SIGKILL included)
 and a restart from the same checkpoint end with the same documents as an uninterrupted run.
+
+Measured against the earlier `transformWithState` (RocksDB state store) query: a small micro-batch's
+floor fell to about half (README, "Streaming recommender, rebuilt"), the Python stateful operator's
+state server round trips and the state commit being gone.
 """
 from __future__ import annotations
 
@@ -31,12 +33,8 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
-
-import numpy as np
 
 from pyspark.sql import Row
-from pyspark.sql.streaming import StatefulProcessor
 
 from common.catalogue import Catalogue
 from conf import Settings
@@ -44,17 +42,14 @@ from jobs import events as ev
 from jobs import taste
 
 QUERY_NAME = "recommend_stream"
-USER_BUCKETS = 16   # part of the checkpoint's state layout: never change it for an existing checkpoint
-
-STATE_SCHEMA = ("track_ids array<bigint>, pos array<double>, neg array<double>, heard array<bigint>, "
-                "event_ids array<string>, n_events bigint, last_event_ms bigint, partition int, offset bigint")
 
 OUT_FIELDS = [
     ("kind", "string"), ("user_id", "string"),
     # kind = user: the state after this batch
     ("track_ids", "array<bigint>"), ("pos", "array<double>"), ("neg", "array<double>"), ("heard", "array<bigint>"),
     ("n_events", "bigint"), ("event_time_max", "bigint"), ("n_new", "int"),
-    # kind = event: one applied event
+    # kind = event: one applied event; kind = replayed: an event of a user whose document already has
+    # this batch (a replay), for the activity feed only
     ("event_id", "string"), ("track_id", "bigint"), ("action", "string"), ("event_time", "bigint"),
     ("ms_played", "bigint"), ("session_id", "string"),
     # kind = dead: one rejected record
@@ -76,41 +71,25 @@ def _out(**values) -> Row:
 
 # --- the per-user step: pure Python, testable without Spark ----------------------------------------
 
-def ship_known(spark, known: Catalogue) -> str:
-    """Send the catalogue (ids and durations: what validation needs) to the executors once; its name.
-
-    It cannot travel inside the pickled processor: a command over 1 MiB is broadcast, and the driver-side
-    runner that initialises transformWithState cannot read broadcast variables."""
-    from jobs.stream_batch import ship_file
-
-    return ship_file(spark, known)
+def state_doc(s: taste.UserState) -> dict:
+    """The user's state as stored in their recommendation document (`state`)."""
+    return {"track_ids": list(s.track_ids), "pos": list(s.pos), "neg": list(s.neg), "heard": list(s.heard),
+            "event_ids": list(s.event_ids), "n_events": s.n_events, "last_event_ms": s.last_event_ms,
+            "partition": s.partition, "offset": s.offset}
 
 
-def load_known(name: str) -> Catalogue:
-    """The shipped catalogue, read once per Python worker."""
-    if name not in _KNOWN_CACHE:
-        from pyspark import SparkFiles
-
-        _KNOWN_CACHE[name] = Catalogue.read(SparkFiles.get(name))[0]
-    return _KNOWN_CACHE[name]
-
-
-_KNOWN_CACHE: dict[str, Catalogue] = {}
-
-
-def state_to_tuple(s: taste.UserState) -> tuple:
-    return (list(s.track_ids), list(s.pos), list(s.neg), list(s.heard), list(s.event_ids), s.n_events,
-            s.last_event_ms, s.partition, s.offset)
-
-
-def state_from_tuple(t) -> taste.UserState:
-    if t is None:
+def state_from_doc(d: dict | None) -> taste.UserState:
+    if not d:
         return taste.UserState()
-    ids, pos, neg, heard, eids, n, last, part, off = t
-    return taste.UserState(tuple(int(x) for x in ids or ()), tuple(float(x) for x in pos or ()),
-                           tuple(float(x) for x in neg or ()), tuple(int(x) for x in heard or ()),
-                           tuple(eids or ()), int(n or 0), int(last or 0), int(part if part is not None else -1),
-                           int(off if off is not None else -1))
+    return taste.UserState(tuple(int(x) for x in d.get("track_ids") or ()), tuple(float(x) for x in d.get("pos") or ()),
+                           tuple(float(x) for x in d.get("neg") or ()), tuple(int(x) for x in d.get("heard") or ()),
+                           tuple(str(x) for x in d.get("event_ids") or ()), int(d.get("n_events") or 0),
+                           int(d.get("last_event_ms") or 0), int(d.get("partition", -1)), int(d.get("offset", -1)))
+
+
+def already_applied(applied: dict | None, query_id: str, batch_id: int) -> bool:
+    """True if a document's `applied` marker says this query's batch `batch_id` (or a later one) changed it."""
+    return bool(applied) and applied.get("query") == query_id and int(applied.get("batch", -1)) >= int(batch_id)
 
 
 def _text(b) -> str | None:
@@ -187,40 +166,32 @@ def process_user_isolated(user_key: str, rows, state: taste.UserState, known: Ca
         return None, [_dead_row(user_key, r, reason) for r in rows]
 
 
-class TasteProcessor(StatefulProcessor):
-    """transformWithState over user buckets: one MapState entry per user (expiring after the idle
-    timeout), read and written only for the users of the micro-batch.
+def apply_batch(by_user: dict, stored: dict, known: Catalogue, rules: taste.Rules, limits: ev.Limits, *,
+                query_id: str, batch_id: int) -> tuple[list[Row], dict[str, dict], int]:
+    """One task's users of a micro-batch -> (output rows, {user: new `state` and `applied` marker}, events of
+    users skipped as already applied).
 
-    Grouping by `USER_BUCKETS` buckets of users instead of by user cuts the per-group cost of the Python
-    operator (measured here: about 1.5 ms per group, against about 0.15 ms per state call), so a batch
-    of 1,000 active users costs 16 groups and 2,000 state calls instead of 1,000 groups."""
-
-    def __init__(self, known: Catalogue | str, rules: taste.Rules, limits: ev.Limits, ttl_ms: int):
-        # `known`: the catalogue itself (tests) or the name it was shipped under (ship_known)
-        self.known_ref, self.rules, self.limits, self.ttl_ms = known, rules, limits, ttl_ms
-        self.known = None
-
-    def init(self, handle) -> None:
-        self.users = handle.getMapState("users", "user_id string", STATE_SCHEMA, self.ttl_ms)
-
-    def handleInputRows(self, key, rows, timerValues):
-        if self.known is None:   # not in init(): that also runs in the driver-side runner, without the file
-            self.known = self.known_ref if isinstance(self.known_ref, Catalogue) else load_known(self.known_ref)
-        by_user: dict[str, list] = {}
-        for r in rows:
-            by_user.setdefault(r.user_key, []).append(r)
-        out = []
-        for user_key in sorted(by_user):
-            prev = self.users.getValue((user_key,)) if user_key else None
-            new, rows_out = process_user_isolated(user_key, by_user[user_key], state_from_tuple(prev), self.known,
-                                                  self.rules, self.limits)
-            if new is not None:
-                self.users.updateValue((user_key,), state_to_tuple(new))
-            out.extend(rows_out)
-        return iter(out)
-
-    def close(self) -> None:
-        pass
+    `by_user`: user key -> that user's records; `stored`: user key -> their stored document (`state`,
+    `applied`) or None. A user whose document already carries this batch (a replay after a crash) is not
+    applied again: their records give only dead letters and `replayed` rows (the activity feed's inserts
+    are idempotent), and the events that batch applied are counted from the marker."""
+    out, changed, replayed = [], {}, 0
+    for user_key in sorted(by_user):
+        doc = stored.get(user_key) or {}
+        if already_applied(doc.get("applied"), query_id, batch_id):
+            _, rows = process_user_isolated(user_key, by_user[user_key], taste.UserState(), known, rules, limits)
+            out.extend(r if r.kind != "event" else _out(**{**r.asDict(), "kind": "replayed"}) for r in rows
+                       if r.kind != "user")
+            replayed += int(doc["applied"].get("events", 0))
+            continue
+        new, rows = process_user_isolated(user_key, by_user[user_key], state_from_doc(doc.get("state")), known,
+                                          rules, limits)
+        if new is not None:
+            n_new = next(int(r.n_new) for r in rows if r.kind == "user")
+            changed[user_key] = {"state": state_doc(new),
+                                 "applied": {"query": query_id, "batch": int(batch_id), "events": n_new}}
+        out.extend(rows)
+    return out, changed, replayed
 
 
 # --- the query -------------------------------------------------------------------------------------
@@ -237,28 +208,21 @@ def kafka_source(spark, settings: Settings, starting_offsets: str | None = None)
             .load())
 
 
-def build(spark, settings: Settings, known: Catalogue, source=None):
-    """The stateful part of the query (a streaming DataFrame of OUT_SCHEMA rows)."""
+def build(spark, settings: Settings, source=None):
+    """The query's input: one row per Kafka record with its user key (a streaming DataFrame)."""
     source = source if source is not None else kafka_source(spark, settings)
-    records = source.selectExpr(
+    return source.selectExpr(
         "coalesce(get_json_object(CAST(value AS STRING), '$.user_id'), '') AS user_key",
         "key", "value", "topic", "partition", "offset",
-        "CAST(unix_millis(timestamp) AS BIGINT) AS kafka_ms"
-    ).selectExpr(f"pmod(hash(user_key), {USER_BUCKETS}) AS bucket", "*")
-    processor = TasteProcessor(ship_known(spark, known), taste.Rules.from_settings(settings),
-                               ev.Limits.from_settings(settings),
-                               int(settings.idle_timeout_minutes) * 60_000)
-    return records.groupBy("bucket").transformWithState(
-        statefulProcessor=processor, outputStructType=OUT_SCHEMA, outputMode="Append", timeMode="ProcessingTime")
+        "CAST(unix_millis(timestamp) AS BIGINT) AS kafka_ms")
 
 
 def _python_for_udfs(spark) -> None:
-    """The interpreter the stateful operator's Python runs in must have pyarrow and pandas.
+    """The interpreter the query's Python runs in must have pyarrow and pandas.
 
     UDFs take `SparkContext.pythonExec`, fixed from PYSPARK_PYTHON when the context started ("python3"
-    if unset). `spark.pyspark.python` (common/spark.py) covers the executors' workers but not the
-    driver-side runner that initialises transformWithState, so a session started from plain Python
-    would run that with the system interpreter; spark-submit.sh sets PYSPARK_PYTHON itself."""
+    if unset), so a session started from plain Python would run them with the system interpreter;
+    spark-submit.sh sets PYSPARK_PYTHON itself."""
     sc = spark.sparkContext
     wanted = sc.getConf().get("spark.pyspark.python", None) or os.environ.get("PYSPARK_PYTHON") or sys.executable
     if sc.pythonExec != wanted:
@@ -272,14 +236,8 @@ def checkpoint_path(settings: Settings) -> str:
 
 
 STREAM_CONF = {
-    "spark.sql.streaming.stateStore.providerClass":
-        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-    # no read before every write only to keep a row count (the state's row count metric then reads 0)
-    "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    # no empty micro-batches while idle: each costs ~0.7 s of both cores and delays the next event;
-    # idle users' state then expires with the next batch that has data
+    # no empty micro-batches while idle: each costs both cores' time and delays the next event
     "spark.sql.streaming.noDataMicroBatches.enabled": "false",
 }
 
@@ -289,8 +247,8 @@ def run(spark, settings: Settings, *, model_version: str | None = None, source=N
     """Start the query and return the StreamingQuery (stop it, or `wait` for it).
 
     With a `bundle` or a `model_version` the query serves that model; otherwise it serves the current
-    one and follows the `models` pointer: a new current model is served from the next micro-batch on.
-    Validation knows the tracks of the model the query started with."""
+    one and follows the `models` pointer: a new current model is served (and validates track ids) from
+    the next micro-batch on."""
     from jobs.stream_batch import BatchCoordinator, ModelSource
 
     pinned = bundle is not None or model_version is not None
@@ -299,22 +257,17 @@ def run(spark, settings: Settings, *, model_version: str | None = None, source=N
 
         bundle = load_bundle(settings, model_version)
     models = ModelSource(settings, bundle, catalogue, pinned=pinned)
-    known = models.served.catalogue.without_vectors()
     _python_for_udfs(spark)
     for k, v in STREAM_CONF.items():
         spark.conf.set(k, v)
-    previous = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_partitions))  # fixed by a new checkpoint
-    try:
-        stream = build(spark, settings, known, source)
-        writer = BatchCoordinator(settings, models, log=log)
-        trigger = settings.trigger_seconds if trigger_seconds is None else trigger_seconds
-        query = (stream.writeStream.queryName(QUERY_NAME).foreachBatch(writer)
-                 .option("checkpointLocation", checkpoint_path(settings))
-                 .trigger(processingTime=f"{int(round(trigger * 1000))} milliseconds")
-                 .start())
-    finally:
-        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    stream = build(spark, settings, source)
+    writer = BatchCoordinator(settings, models, log=log)
+    trigger = settings.trigger_seconds if trigger_seconds is None else trigger_seconds
+    query = (stream.writeStream.queryName(QUERY_NAME).foreachBatch(writer)
+             .option("checkpointLocation", checkpoint_path(settings))
+             .trigger(processingTime=f"{int(round(trigger * 1000))} milliseconds")
+             .start())
+    writer.query_id = str(query.id)     # the same after a restart from the checkpoint
     query.writer = writer  # the driver-side state (metrics) for tests and demos
     return query
 

@@ -1,9 +1,12 @@
 """One micro-batch of the streaming recommender, split between the executors and the driver.
 
-- On the executors, `ServePartition` (a `mapInPandas` over the stateful operator's output, one task per
-  state partition): taste vectors, LSH candidates and ranking for the partition's active users, then
-  their writes with pymongo: one document per user (an upsert by user id), the partition's dead letters
-  and activity-feed events (inserts by id). It returns one small metrics row.
+- On the executors, `ServePartition` (a `mapInPandas` over the batch's records repartitioned by user,
+  one task per partition): the partition's users' stored documents (their state; one `find_one` by
+  `_id` each, a few at once: the local store pushes down `_id` equality but not `$in`), their records
+  parsed and applied (recommend_stream.apply_batch), taste vectors, LSH candidates and ranking, then the
+  writes with pymongo: one document per changed user (an upsert by user id carrying the list and the
+  state), the partition's dead letters and activity-feed events (inserts by id). It returns one small
+  metrics row.
 - On the driver, `BatchCoordinator` (the foreachBatch function): picks the model to serve (a model that
   became current while the query runs is served from the next micro-batch on), starts the tasks,
   merges their metrics rows into the batch's `stream_batches` document and trims the feed.
@@ -27,7 +30,7 @@ from jobs import stream_sink as sk
 from jobs.model_store import load_catalogue
 
 METRIC_FIELDS = [("users", "bigint"), ("events", "bigint"), ("dead", "bigint"), ("candidates", "bigint"),
-                 ("rank_ms", "bigint"), ("write_ms", "bigint"), ("task_ms", "bigint"),
+                 ("read_ms", "bigint"), ("rank_ms", "bigint"), ("write_ms", "bigint"), ("task_ms", "bigint"),
                  ("latencies", "array<bigint>"), ("offsets", "string")]
 METRIC_SCHEMA = ", ".join(f"{n} {t}" for n, t in METRIC_FIELDS)
 
@@ -142,12 +145,15 @@ def in_parallel(write, docs: list, writers: int, least: int = 20) -> None:
 
 
 def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
-                feed_size: int, writers: int = 1) -> dict:
+                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0) -> dict:
     """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
-    The users' documents go in `writers` concurrent commands."""
+    The users' documents go in `writers` concurrent commands; `states` (user -> `state` and `applied`, from
+    recommend_stream.apply_batch) are stored in them. `replayed_events`: events applied by an earlier
+    attempt of this batch (counted, not measured)."""
     t0 = _ms()
     users = pdf[pdf["kind"] == "user"].sort_values("user_id", kind="stable")
     events = pdf[pdf["kind"] == "event"]
+    feed_events = pdf[pdf["kind"].isin(["event", "replayed"])]
     dead = pdf[pdf["kind"] == "dead"]
     items, n_cand = recommend(served, users, top_k, max_per_artist) if len(users) else ([], np.zeros(0))
     t_rank = _ms()
@@ -158,6 +164,8 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
                 offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
                 batch_id=batch_id, updated_at=updated_at, candidates=int(c))
             for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
+    for d in docs if states is not None else ():
+        d.update(states[d["_id"]])
     in_parallel(sink.write_recommendations, docs, writers)
     written = _ms()
     at = sk.now_utc()
@@ -167,8 +175,8 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
                            else int(d.kafka_ms), batch_id=batch_id, at=at,
                            raw_size=None if d.raw_size is None or d.raw_size != d.raw_size else int(d.raw_size))
         for d in dead.itertuples(index=False)])
-    if feed_size > 0 and len(events):
-        newest = events.sort_values(["event_time", "event_id"]).tail(feed_size)
+    if feed_size > 0 and len(feed_events):
+        newest = feed_events.sort_values(["event_time", "event_id"]).tail(feed_size)
         cat = served.catalogue
         feed = []
         for e in newest.to_dict("records"):
@@ -182,8 +190,8 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
         offsets.append({"topic": topic, "partition": int(part), "first": int(g["offset"].min()),
                         "last": int(g["offset"].max())})
     end = _ms()
-    return {"users": len(users), "events": len(events), "dead": len(dead), "candidates": int(np.sum(n_cand)),
-            "rank_ms": t_rank - t0, "write_ms": end - t_rank, "task_ms": end - t0,
+    return {"users": len(users), "events": len(events) + int(replayed_events), "dead": len(dead),
+            "candidates": int(np.sum(n_cand)), "read_ms": 0, "rank_ms": t_rank - t0, "write_ms": end - t_rank, "task_ms": end - t0,
             "latencies": (written - events["event_time"].to_numpy(dtype=np.int64)).tolist(),
             "offsets": json.dumps(offsets)}
 
@@ -214,12 +222,53 @@ def store_retrying(settings, write):
                     secrets=tuple(s.secret_values()))
 
 
+def read_documents(coll, users: list[str], readers: int) -> dict[str, dict | None]:
+    """{user: their stored `state` and `applied`, or None}: one find by `_id` per user, `readers` at once."""
+    def one(u):
+        return coll.find_one({"_id": u}, {"state": 1, "applied": 1})
+
+    if readers <= 1 or len(users) < 2:
+        return dict(zip(users, map(one, users)))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(readers, len(users))) as pool:
+        return dict(zip(users, pool.map(one, users)))
+
+
+def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_id: int, writers: int = 1,
+                  readers: int = 1) -> dict:
+    """One task's records of a micro-batch (a pandas frame of `recommend_stream.build`'s columns): read
+    its users' documents, apply the records, rank, write; its metrics."""
+    import pandas as pd
+
+    from jobs import events as ev
+    from jobs import recommend_stream as rs
+
+    t0 = _ms()
+    by_user: dict[str, list] = {}
+    for r in pdf.itertuples(index=False):
+        by_user.setdefault(r.user_key, []).append(r)
+    stored = read_documents(sink.db[settings.coll_recommendations], sorted(u for u in by_user if u), readers)
+    t_read = _ms()
+    out, states, replayed = rs.apply_batch(by_user, stored, served.catalogue, taste.Rules.from_settings(settings),
+                                           ev.Limits.from_settings(settings), query_id=query_id, batch_id=batch_id)
+    frame = pd.DataFrame(out, columns=[n for n, _ in rs.OUT_FIELDS])
+    t_apply = _ms()
+    m = serve_frame(frame, served, sink, batch_id=batch_id, top_k=int(settings.top_k),
+                    max_per_artist=int(settings.max_per_artist), feed_size=int(settings.activity_feed_size),
+                    writers=writers, states=states, replayed_events=replayed)
+    m["read_ms"] = t_read - t0
+    m["rank_ms"] += t_apply - t_read        # parsing and applying the events count as ranking
+    m["task_ms"] = _ms() - t0
+    return m
+
+
 class ServePartition:
     """The mapInPandas function of a micro-batch: everything a task does for its partition."""
 
-    def __init__(self, settings, served_name: str, batch_id: int, numba_threads: int = 1):
+    def __init__(self, settings, served_name: str, query_id: str, batch_id: int, numba_threads: int = 1):
         self.settings, self.served_name, self.batch_id = settings, served_name, int(batch_id)
-        self.numba_threads = numba_threads
+        self.query_id, self.numba_threads = query_id, numba_threads
 
     def __call__(self, frames):
         import numba
@@ -231,14 +280,17 @@ class ServePartition:
         if pdf is None or not len(pdf):
             return
         s = self.settings
-        # the store's pool is sized for `store_writers` concurrent writes: shared by the state partitions' tasks
-        writers = max(1, int(getattr(s, "store_writers", 2)) // max(1, int(s.stream_partitions)))
+        # the store's pool is sized for `store_writers` concurrent writes and `store_readers` reads: shared
+        # by the micro-batch's tasks
+        tasks = max(1, int(s.stream_partitions))
+        writers = max(1, int(s.store_writers) // tasks)
+        readers = max(1, int(s.store_readers) // (2 * tasks))
         served = load_served(self.served_name)
-        # every write of the partition is idempotent, so its whole work is retried while the store is down;
-        # past the limit the task, and so the query, fails, and a restart replays the uncommitted batch
-        m = store_retrying(s, lambda: serve_frame(pdf, served, _sink(s), batch_id=self.batch_id, top_k=int(s.top_k),
-                                                  max_per_artist=int(s.max_per_artist),
-                                                  feed_size=int(s.activity_feed_size), writers=writers))
+        # every write of the partition is idempotent and the users already written carry this batch, so its
+        # whole work (reads included) is retried while the store is down; past the limit the task, and so the
+        # query, fails, and a restart replays the uncommitted batch
+        m = store_retrying(s, lambda: serve_records(pdf, served, _sink(s), s, query_id=self.query_id,
+                                                    batch_id=self.batch_id, writers=writers, readers=readers))
         yield pd.DataFrame([m], columns=[n for n, _ in METRIC_FIELDS])
 
 
@@ -259,6 +311,7 @@ def merge_metrics(rows: list[dict], batch_id: int, model_version: str, duration_
     task = max((int(r["task_ms"]) for r in rows), default=0)
     return {"_id": int(batch_id), "rows": events + dead, "events": events, "dead": dead, "users": users,
             "tasks": len(rows), "spark_ms": max(0, int(duration_ms) - task),
+            "read_ms": max((int(r.get("read_ms") or 0) for r in rows), default=0),
             "rank_ms": max((int(r["rank_ms"]) for r in rows), default=0),
             "write_ms": max((int(r["write_ms"]) for r in rows), default=0),
             "duration_ms": int(duration_ms),
@@ -309,12 +362,14 @@ class BatchCoordinator:
         self.batches = 0
         self.users_written = 0
         self.last: dict = {}
+        self.query_id: str | None = None     # set once the query started (recommend_stream.run)
 
     def __call__(self, df, batch_id: int) -> None:
         start = _ms()
         served = self.models.current(self.log)
         name = ship(df.sparkSession, served)
-        out = df.mapInPandas(ServePartition(self.settings, name, batch_id), METRIC_SCHEMA).collect()
+        tasks = df.repartition(max(1, int(self.settings.stream_partitions)), "user_key")   # a user in one task
+        out = tasks.mapInPandas(ServePartition(self.settings, name, self.query_id, batch_id), METRIC_SCHEMA).collect()
         self.finish([r.asDict() for r in out], batch_id, served.version, _ms() - start)
 
     def finish(self, rows: list[dict], batch_id: int, model_version: str, duration_ms: int) -> dict:

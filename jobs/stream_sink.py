@@ -1,6 +1,7 @@
 """The streaming job's MongoDB edge: documents as pure functions, idempotent batched writes.
 
-- `recommendations` (`_id` = user_id): a replace-upsert per active user. The document is a function of
+- `recommendations` (`_id` = user_id): a replace-upsert per active user, carrying the user's taste
+  state (`state`) and the (query id, batch id) that wrote it (`applied`). The document is a function of
   the user's state after the micro-batch, the model and the batch id only, so a replayed micro-batch
   writes the same document again; only `updated_at` (the write time) differs (`comparable()`).
 - `dead_letters` (`_id` = topic-partition-offset-timestamp, see `dead_letter_id`) and `activity` (`_id` = event_id): inserts; a
@@ -21,7 +22,7 @@ from jobs import events as ev
 
 RAW_MAX_CHARS = ev.RAW_KEEP_BYTES   # raw values longer than this many bytes are stored cut
 WRITE_TIME_FIELDS = ("updated_at",)
-RUN_DEPENDENT_FIELDS = ("batch_id",)   # differs between two runs with other micro-batch boundaries
+RUN_DEPENDENT_FIELDS = ("batch_id", "applied")   # differ between two runs (other queries, batch boundaries)
 
 
 def utc_ms(ms: int) -> datetime:

@@ -1,4 +1,4 @@
-"""The per-user step of the stateful operator and the driver's documents, without Spark or services."""
+"""The per-user step of the stream, a task's batch of users and the documents, without Spark or services."""
 from __future__ import annotations
 
 import json
@@ -50,7 +50,7 @@ def test_valid_events_update_the_state_and_emit_user_and_event_rows():
     assert user.n_events == 3 and user.n_new == 3 and user.event_time_max == T0 + 2000
     assert (user.partition, user.offset) == (0, 6)
     assert list(user.heard) == [11, 10, 12] and new.heard == (11, 10, 12)
-    assert new == rs.state_from_tuple(rs.state_to_tuple(new))
+    assert new == rs.state_from_doc(rs.state_doc(new))
 
 
 def test_rejects_become_dead_rows_with_the_raw_value_and_the_state_stays():
@@ -87,6 +87,28 @@ def test_skip_weight_uses_the_catalogue_duration():
     s13, _ = rs.process_user("u1", [rec(event(1, 13, "skip", late), 1)], taste.UserState(), KNOWN, RULES, LIMITS)
     s14, _ = rs.process_user("u1", [rec(event(1, 14, "skip", late), 1)], taste.UserState(), KNOWN, RULES, LIMITS)
     assert s13.weights()[13][1] > s14.weights()[14][1] == pytest.approx(taste.SKIP_FLOOR)
+
+
+def test_a_batch_applies_to_stored_states_and_a_replay_applies_nothing_twice():
+    u1 = [rec(event(1, 10), 1), rec(event(2, 11, "like"), 2)]
+    u2 = [rec(event(3, 12, user="u2"), 3, key="u2"), rec("{bad", 4, key="u2")]
+    earlier, _ = rs.process_user("u2", [rec(event(0, 13, user="u2"), 0, key="u2")], taste.UserState(), KNOWN, RULES,
+                                 LIMITS)
+    stored = {"u1": None, "u2": {"state": rs.state_doc(earlier), "applied": {"query": "q", "batch": 4, "events": 1}}}
+    out, changed, replayed = rs.apply_batch({"u1": u1, "u2": u2}, stored, KNOWN, RULES, LIMITS, query_id="q", batch_id=5)
+    assert replayed == 0 and set(changed) == {"u1", "u2"}
+    assert changed["u2"]["applied"] == {"query": "q", "batch": 5, "events": 1}
+    assert rs.state_from_doc(changed["u2"]["state"]).heard == (13, 12)        # applied on top of the stored state
+    assert sorted(r.kind for r in out) == ["dead", "event", "event", "event", "user", "user"]
+    # the replay of batch 5 after u1's document was written, u2's not: u1 is skipped, u2 applied as before
+    stored_after = {"u1": changed["u1"], "u2": stored["u2"]}
+    out2, changed2, replayed2 = rs.apply_batch({"u1": u1, "u2": u2}, stored_after, KNOWN, RULES, LIMITS, query_id="q",
+                                               batch_id=5)
+    assert set(changed2) == {"u2"} and changed2["u2"] == changed["u2"] and replayed2 == 2
+    assert sorted(r.kind for r in out2) == ["dead", "event", "replayed", "replayed", "user"]
+    # another query (a new checkpoint) applies on top of what is stored: duplicates of stored events change nothing
+    _, changed3, _ = rs.apply_batch({"u1": u1}, stored_after, KNOWN, RULES, LIMITS, query_id="other", batch_id=0)
+    assert changed3 == {}
 
 
 # --- the driver's documents ---------------------------------------------------------------------------
@@ -205,8 +227,8 @@ def test_latency_histograms_merge_into_percentiles():
 
 
 def test_comparable_drops_write_time_and_across_runs_the_batch_id():
-    doc = {"_id": "u", "items": [], "updated_at": 1, "batch_id": 3}
-    assert sk.comparable(doc) == {"_id": "u", "items": [], "batch_id": 3}
+    doc = {"_id": "u", "items": [], "updated_at": 1, "batch_id": 3, "applied": {"query": "q", "batch": 3}}
+    assert sk.comparable(doc) == {"_id": "u", "items": [], "batch_id": 3, "applied": {"query": "q", "batch": 3}}
     assert sk.comparable(doc, across_runs=True) == {"_id": "u", "items": []}
 
 

@@ -51,6 +51,7 @@ def test_valid_events_update_the_state_and_emit_user_and_event_rows():
     assert (user.partition, user.offset) == (0, 6)
     assert list(user.heard) == [11, 10, 12] and new.heard == (11, 10, 12)
     assert new == rs.state_from_doc(rs.state_doc(new))
+    assert rs.state_from_doc(rs.state_doc(taste.UserState())) == taste.UserState() == rs.state_from_doc(None)
 
 
 def test_rejects_become_dead_rows_with_the_raw_value_and_the_state_stays():

@@ -30,7 +30,8 @@ from jobs import stream_sink as sk
 from jobs.model_store import load_catalogue
 
 METRIC_FIELDS = [("users", "bigint"), ("events", "bigint"), ("dead", "bigint"), ("candidates", "bigint"),
-                 ("read_ms", "bigint"), ("rank_ms", "bigint"), ("write_ms", "bigint"), ("task_ms", "bigint"),
+                 ("read_ms", "bigint"), ("cached", "bigint"), ("rank_ms", "bigint"), ("write_ms", "bigint"),
+                 ("task_ms", "bigint"),
                  ("latencies", "array<bigint>"), ("offsets", "string")]
 METRIC_SCHEMA = ", ".join(f"{n} {t}" for n, t in METRIC_FIELDS)
 
@@ -191,7 +192,8 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
                         "last": int(g["offset"].max())})
     end = _ms()
     return {"users": len(users), "events": len(events) + int(replayed_events), "dead": len(dead),
-            "candidates": int(np.sum(n_cand)), "read_ms": 0, "rank_ms": t_rank - t0, "write_ms": end - t_rank, "task_ms": end - t0,
+            "candidates": int(np.sum(n_cand)), "read_ms": 0, "cached": 0, "rank_ms": t_rank - t0,
+            "write_ms": end - t_rank, "task_ms": end - t0,
             "latencies": (written - events["event_time"].to_numpy(dtype=np.int64)).tolist(),
             "offsets": json.dumps(offsets)}
 
@@ -235,10 +237,52 @@ def read_documents(coll, users: list[str], readers: int) -> dict[str, dict | Non
         return dict(zip(users, pool.map(one, users)))
 
 
+class StateCache:
+    """The stored `state` and `applied` of the users one partition's tasks handled in this worker.
+
+    Only the task of a user's partition writes the user's document, so what this worker wrote or read
+    for the partition in micro-batch N-1 is still what the store holds when it gets the same partition
+    in batch N: then its users are not read again. Any gap (another worker ran the partition, a batch
+    was replayed, another query) empties it. A failed attempt that wrote some users leaves them at
+    what this batch computes again from N-1 (applying is deterministic), so a stale entry cannot arise.
+    At most `max_users` users are kept (then it starts over)."""
+
+    def __init__(self, max_users: int):
+        self.max_users, self.stamp, self.docs = int(max_users), None, {}
+
+    def lookup(self, key, batch_id: int, users) -> dict:
+        """{user: stored document or None} for the users known here; {} (and emptied) unless this worker
+        handled the partition in the batch before, under the same `key`."""
+        if self.stamp != (key, int(batch_id) - 1):
+            self.docs = {}
+            self.stamp = None
+            return {}
+        return {u: self.docs[u] for u in users if u in self.docs}
+
+    def commit(self, key, batch_id: int, docs: dict) -> None:
+        """After the partition's writes of `batch_id` succeeded: `docs` are now the stored documents."""
+        if self.stamp is not None and self.stamp != (key, int(batch_id) - 1):
+            self.docs = {}
+        self.docs.update(docs)
+        if len(self.docs) > self.max_users:
+            self.docs = {}
+        self.stamp = (key, int(batch_id))
+
+
+_CACHES: dict[int, StateCache] = {}
+
+
+def state_cache(partition: int, max_users: int) -> StateCache:
+    """This worker's cache for one partition of the micro-batches."""
+    if partition not in _CACHES:
+        _CACHES[partition] = StateCache(max_users)
+    return _CACHES[partition]
+
+
 def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_id: int, writers: int = 1,
-                  readers: int = 1) -> dict:
+                  readers: int = 1, cache: StateCache | None = None) -> dict:
     """One task's records of a micro-batch (a pandas frame of `recommend_stream.build`'s columns): read
-    its users' documents, apply the records, rank, write; its metrics."""
+    its users' documents (those not in `cache`), apply the records, rank, write; its metrics."""
     import pandas as pd
 
     from jobs import events as ev
@@ -248,16 +292,22 @@ def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_i
     by_user: dict[str, list] = {}
     for r in pdf.itertuples(index=False):
         by_user.setdefault(r.user_key, []).append(r)
-    stored = read_documents(sink.db[settings.coll_recommendations], sorted(u for u in by_user if u), readers)
+    users = sorted(u for u in by_user if u)
+    key = (query_id, int(settings.stream_partitions))
+    known = cache.lookup(key, batch_id, users) if cache is not None else {}
+    stored = read_documents(sink.db[settings.coll_recommendations], [u for u in users if u not in known], readers)
     t_read = _ms()
-    out, states, replayed = rs.apply_batch(by_user, stored, served.catalogue, taste.Rules.from_settings(settings),
+    out, states, replayed = rs.apply_batch(by_user, {**stored, **known}, served.catalogue, taste.Rules.from_settings(settings),
                                            ev.Limits.from_settings(settings), query_id=query_id, batch_id=batch_id)
     frame = pd.DataFrame(out, columns=[n for n, _ in rs.OUT_FIELDS])
     t_apply = _ms()
     m = serve_frame(frame, served, sink, batch_id=batch_id, top_k=int(settings.top_k),
                     max_per_artist=int(settings.max_per_artist), feed_size=int(settings.activity_feed_size),
                     writers=writers, states=states, replayed_events=replayed)
+    if cache is not None:
+        cache.commit(key, batch_id, {**stored, **states})
     m["read_ms"] = t_read - t0
+    m["cached"] = len(known)
     m["rank_ms"] += t_apply - t_read        # parsing and applying the events count as ranking
     m["task_ms"] = _ms() - t0
     return m
@@ -274,12 +324,16 @@ class ServePartition:
         import numba
         import pandas as pd
 
+        from pyspark import TaskContext
+
         numba.set_num_threads(min(self.numba_threads, numba.config.NUMBA_NUM_THREADS))  # one task, one core
+        s = self.settings
+        cache = state_cache(TaskContext.get().partitionId(), s.stream_state_cache_users)
         frames = list(frames)
         pdf = pd.concat(frames, ignore_index=True) if frames else None
         if pdf is None or not len(pdf):
+            cache.commit((self.query_id, int(s.stream_partitions)), self.batch_id, {})   # nothing changed
             return
-        s = self.settings
         # the store's pool is sized for `store_writers` concurrent writes and `store_readers` reads: shared
         # by the micro-batch's tasks
         tasks = max(1, int(s.stream_partitions))
@@ -290,7 +344,8 @@ class ServePartition:
         # whole work (reads included) is retried while the store is down; past the limit the task, and so the
         # query, fails, and a restart replays the uncommitted batch
         m = store_retrying(s, lambda: serve_records(pdf, served, _sink(s), s, query_id=self.query_id,
-                                                    batch_id=self.batch_id, writers=writers, readers=readers))
+                                                    batch_id=self.batch_id, writers=writers, readers=readers,
+                                                    cache=cache))
         yield pd.DataFrame([m], columns=[n for n, _ in METRIC_FIELDS])
 
 
@@ -312,6 +367,7 @@ def merge_metrics(rows: list[dict], batch_id: int, model_version: str, duration_
     return {"_id": int(batch_id), "rows": events + dead, "events": events, "dead": dead, "users": users,
             "tasks": len(rows), "spark_ms": max(0, int(duration_ms) - task),
             "read_ms": max((int(r.get("read_ms") or 0) for r in rows), default=0),
+            "cached": sum(int(r.get("cached") or 0) for r in rows),
             "rank_ms": max((int(r["rank_ms"]) for r in rows), default=0),
             "write_ms": max((int(r["write_ms"]) for r in rows), default=0),
             "duration_ms": int(duration_ms),

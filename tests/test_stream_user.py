@@ -112,6 +112,23 @@ def test_a_batch_applies_to_stored_states_and_a_replay_applies_nothing_twice():
     assert changed3 == {}
 
 
+def test_a_partition_cache_serves_only_the_batch_right_after_its_own():
+    c = sb.StateCache(max_users=3)
+    key = ("q", 2)
+    assert c.lookup(key, 5, ["a"]) == {}
+    c.commit(key, 5, {"a": {"state": 1}, "b": None})
+    assert c.lookup(key, 6, ["a", "b", "c"]) == {"a": {"state": 1}, "b": None}       # c: read from the store
+    c.commit(key, 6, {"a": {"state": 2}, "c": None})
+    assert c.lookup(key, 7, ["a"]) == {"a": {"state": 2}}
+    assert c.lookup(key, 9, ["a"]) == {}                      # batch 8 ran elsewhere: start over
+    c.commit(key, 9, {"a": {"state": 3}})
+    assert c.lookup(("other", 2), 10, ["a"]) == {}            # another query (or partition count)
+    c.commit(key, 10, {"a": {"state": 4}})
+    assert c.lookup(key, 10, ["a"]) == {}                     # a replay of the batch it already wrote
+    c.commit(key, 11, {str(i): None for i in range(4)})       # over max_users: forgets everything
+    assert c.lookup(key, 12, ["0"]) == {}
+
+
 # --- the driver's documents ---------------------------------------------------------------------------
 
 class MemorySink:

@@ -237,7 +237,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
 
 FLOOR_VARIANTS = {
     "as shipped": {},
-    "one task per batch": {"stream_partitions": 1},
+    "two tasks per batch": {"stream_partitions": 2},
 }
 
 

@@ -181,7 +181,8 @@ class Settings(BaseSettings):
     history_size: int = Field(500, description="distinct heard tracks kept per user (never recommended again)")
     event_max_future_seconds: float = Field(300.0, description="event_time at most this far after its Kafka record")
     event_max_age_days: float = Field(30.0, description="event_time at most this many days before its Kafka record")
-    stream_partitions: int = Field(2, description="tasks per micro-batch of the stream (its users hashed over them)")
+    stream_partitions: int = Field(1, description="tasks per micro-batch of the stream (more than 1: its users hashed "
+                                   "over them by a shuffle)")
     stream_state_cache_users: int = Field(50_000, description="users' states a stream worker keeps per partition "
                                           "between micro-batches (0: read every user from the store)")
     activity_feed_size: int = Field(500, description="newest events kept in the activity feed collection")

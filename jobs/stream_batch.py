@@ -238,35 +238,50 @@ def read_documents(coll, users: list[str], readers: int) -> dict[str, dict | Non
 
 
 class StateCache:
-    """The stored `state` and `applied` of the users one partition's tasks handled in this worker.
+    """The stored `state` and `applied` of the users one partition's tasks handle, kept by a worker.
 
-    Only the task of a user's partition writes the user's document, so what this worker wrote or read
-    for the partition in micro-batch N-1 is still what the store holds when it gets the same partition
-    in batch N: then its users are not read again. Any gap (another worker ran the partition, a batch
-    was replayed, another query) empties it. A failed attempt that wrote some users leaves them at
-    what this batch computes again from N-1 (applying is deterministic), so a stale entry cannot arise.
-    At most `max_users` users are kept (then it starts over)."""
+    Only the task of a user's partition writes the user's document, so what this worker read and wrote
+    for the partition up to micro-batch N-1 is still what the store holds when it gets the same
+    partition in batch N. When it starts (or after any gap: another worker ran the partition, a batch was
+    replayed, another query) it reads the whole collection once if it holds at most `max_users`
+    documents (`load_all`), and then knows every user, those without a document included; otherwise it
+    keeps only the users it read or wrote, and the others are read from the store. A failed attempt that
+    wrote some users leaves them at what this batch computes again from N-1 (applying is
+    deterministic), so a stale entry cannot arise."""
 
     def __init__(self, max_users: int):
-        self.max_users, self.stamp, self.docs = int(max_users), None, {}
+        self.max_users, self.stamp, self.docs, self.complete = int(max_users), None, {}, False
 
-    def lookup(self, key, batch_id: int, users) -> dict:
-        """{user: stored document or None} for the users known here; {} (and emptied) unless this worker
-        handled the partition in the batch before, under the same `key`."""
+    def lookup(self, key, batch_id: int, users, load_all=None) -> dict:
+        """{user: stored document or None} for the users known here (all of them once complete).
+        `load_all(limit)`: every stored document by user, or None if there are more than `limit`."""
         if self.stamp != (key, int(batch_id) - 1):
-            self.docs = {}
-            self.stamp = None
-            return {}
+            self.docs, self.complete, self.stamp = {}, False, None
+            every = load_all(self.max_users) if load_all is not None and self.max_users > 0 else None
+            if every is not None:
+                self.docs, self.complete = dict(every), True
+        if self.complete:
+            return {u: self.docs.get(u) for u in users}
         return {u: self.docs[u] for u in users if u in self.docs}
 
     def commit(self, key, batch_id: int, docs: dict) -> None:
         """After the partition's writes of `batch_id` succeeded: `docs` are now the stored documents."""
         if self.stamp is not None and self.stamp != (key, int(batch_id) - 1):
-            self.docs = {}
+            self.docs, self.complete = {}, False
         self.docs.update(docs)
         if len(self.docs) > self.max_users:
-            self.docs = {}
+            self.docs, self.complete = {}, False
         self.stamp = (key, int(batch_id))
+
+
+def load_documents(coll, limit: int) -> dict | None:
+    """Every document's `state` and `applied` by user, or None if the collection holds more than `limit`."""
+    docs = {}
+    for d in coll.find({}, {"state": 1, "applied": 1}).limit(int(limit) + 1):
+        docs[d["_id"]] = d
+        if len(docs) > limit:
+            return None
+    return docs
 
 
 _CACHES: dict[int, StateCache] = {}
@@ -294,8 +309,9 @@ def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_i
         by_user.setdefault(r.user_key, []).append(r)
     users = sorted(u for u in by_user if u)
     key = (query_id, int(settings.stream_partitions))
-    known = cache.lookup(key, batch_id, users) if cache is not None else {}
-    stored = read_documents(sink.db[settings.coll_recommendations], [u for u in users if u not in known], readers)
+    coll = sink.db[settings.coll_recommendations]
+    known = cache.lookup(key, batch_id, users, lambda limit: load_documents(coll, limit)) if cache is not None else {}
+    stored = read_documents(coll, [u for u in users if u not in known], readers)
     t_read = _ms()
     out, states, replayed = rs.apply_batch(by_user, {**stored, **known}, served.catalogue, taste.Rules.from_settings(settings),
                                            ev.Limits.from_settings(settings), query_id=query_id, batch_id=batch_id)
@@ -424,7 +440,9 @@ class BatchCoordinator:
         start = _ms()
         served = self.models.current(self.log)
         name = ship(df.sparkSession, served)
-        tasks = df.repartition(max(1, int(self.settings.stream_partitions)), "user_key")   # a user in one task
+        n = max(1, int(self.settings.stream_partitions))
+        # a user in one task: hashed over n tasks (a shuffle), or all in one (no shuffle)
+        tasks = df.repartition(n, "user_key") if n > 1 else df.coalesce(1)
         out = tasks.mapInPandas(ServePartition(self.settings, name, self.query_id, batch_id), METRIC_SCHEMA).collect()
         self.finish([r.asDict() for r in out], batch_id, served.version, _ms() - start)
 

@@ -242,8 +242,9 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model
                     40, seed=8, concurrent=20, bad_rate=0.02)
     records = sim.records(1000, now_ms() - 60_000, 20)
     # the same events in two topics: one for the uninterrupted run, one for the killed one
-    whole = stream_settings(base, "whole", tmp_path, max_offsets_per_trigger=700)
-    killed = stream_settings(base, "killed", tmp_path, max_offsets_per_trigger=100)
+    whole = stream_settings(base, "whole", tmp_path, max_offsets_per_trigger=700, stream_partitions=1)
+    # and the killed run hashes its users over two tasks (a shuffle), the uninterrupted one runs one task
+    killed = stream_settings(base, "killed", tmp_path, max_offsets_per_trigger=100, stream_partitions=2)
     for s in (whole, killed):
         assert produce_records(s, records).sent == len(records)
 

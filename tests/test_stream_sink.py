@@ -117,3 +117,24 @@ def test_a_reader_never_sees_a_rewritten_user_missing(sink, mongo):
         reader.join(30)
     assert len(seen) > 20 and None not in seen
     assert seen == sorted(seen) and seen[-1] >= 14      # in order, up to the last batches
+
+
+def test_users_states_read_back_one_by_one_and_all_at_once(sink, mongo):
+    from jobs import recommend_stream as rs
+    from jobs import stream_batch as sb
+    from jobs import taste
+
+    snk, s = sink
+    state = taste.UserState(track_ids=(3, 4), pos=(1.0, 0.0), neg=(0.0, 0.5), heard=(3, 4), event_ids=("é-1", "e2"),
+                            n_events=2, last_event_ms=5, partition=1, offset=9)
+    docs = [rec(u, 1, 1) for u in ("a", "b", "c")]
+    for d in docs:
+        d.update(state=rs.state_doc(state), applied={"query": "q", "batch": 1, "events": 2})
+    snk.write_recommendations(docs)
+    coll = mongo[s.coll_recommendations]
+    one = sb.read_documents(coll, ["a", "b", "nobody"], readers=2)
+    assert one["nobody"] is None and rs.state_from_doc(one["a"]["state"]) == state
+    assert one["b"]["applied"] == {"query": "q", "batch": 1, "events": 2} and "items" not in one["b"]
+    every = sb.load_documents(coll, 3)
+    assert sorted(every) == ["a", "b", "c"] and rs.state_from_doc(every["c"]["state"]) == state
+    assert sb.load_documents(coll, 2) is None

@@ -127,6 +127,13 @@ def test_a_partition_cache_serves_only_the_batch_right_after_its_own():
     assert c.lookup(key, 10, ["a"]) == {}                     # a replay of the batch it already wrote
     c.commit(key, 11, {str(i): None for i in range(4)})       # over max_users: forgets everything
     assert c.lookup(key, 12, ["0"]) == {}
+    # with every stored document loaded at a start, users without a document are known too
+    full = sb.StateCache(max_users=3)
+    assert full.lookup(key, 5, ["a", "z"], lambda limit: {"a": {"state": 1}}) == {"a": {"state": 1}, "z": None}
+    full.commit(key, 5, {"z": {"state": 9}})
+    assert full.lookup(key, 6, ["z", "y"], lambda limit: 1 / 0) == {"z": {"state": 9}, "y": None}
+    too_many = sb.StateCache(max_users=3)
+    assert too_many.lookup(key, 5, ["a"], lambda limit: None) == {}
 
 
 # --- the driver's documents ---------------------------------------------------------------------------

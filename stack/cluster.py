@@ -24,7 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from conf import Settings, get_settings
+from conf import Settings
+from stack import cli
 from stack.services import Service, StackError, port_open
 
 
@@ -186,17 +187,7 @@ def status(settings: Settings) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    cmds = {"up": up, "down": down, "status": status}
-    if len(argv) != 1 or argv[0] not in cmds:
-        print("usage: python -m stack.cluster {up|down|status}", file=sys.stderr)
-        return 2
-    try:
-        for line in cmds[argv[0]](get_settings()):
-            print(line)
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return cli.run("stack.cluster", {"up": up, "down": down, "status": status}, argv)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.store import pool_limits
-from conf import Settings, get_settings
-from stack import postgres
+from conf import Settings
+from stack import cli, postgres
 
 
 class StackError(RuntimeError):
@@ -360,17 +360,7 @@ def status(settings: Settings) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    cmds = {"up": up, "down": down, "status": status}
-    if len(argv) != 1 or argv[0] not in cmds:
-        print("usage: python -m stack.services {up|down|status}", file=sys.stderr)
-        return 2
-    try:
-        for line in cmds[argv[0]](get_settings()):
-            print(line)
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return cli.run("stack.services", {"up": up, "down": down, "status": status}, argv)
 
 
 if __name__ == "__main__":

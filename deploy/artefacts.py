@@ -133,11 +133,15 @@ def _build_env(root: Path, out_dir: Path, target: Path, log, python_prefix: str)
         subprocess.run([str(base), "-m", "venv", str(env)], check=True)
         (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n")
         (tmp / "constraints.txt").write_text("\n".join(_constraints()) + "\n")
+        # run in tmp: `python -m pip` puts its working folder on sys.path, and the checkout's
+        # musicrec.egg-info there made pip report the project itself as installed without pyspark
         subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(tmp / "requirements.txt"), "-c", str(tmp / "constraints.txt")], check=True)
+                        "-r", str(tmp / "requirements.txt"), "-c", str(tmp / "constraints.txt")], check=True,
+                       cwd=tmp)
         # what the executors import must import here (a broken build fails now, not on the cluster)
         subprocess.run([str(env / "bin" / "python"), "-c", "import numpy, pandas, pyarrow, librosa, pymongo, "
-                        "pydantic_settings, soundfile, confluent_kafka, google.protobuf.descriptor"], check=True)
+                        "pydantic_settings, soundfile, confluent_kafka, google.protobuf.descriptor"], check=True,
+                       cwd=tmp)
         out = tmp / target.name
         log(f"[deploy] packing it with venv-pack into {target}")
         prefix = ["--python-prefix", python_prefix] if python_prefix else []

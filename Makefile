@@ -23,7 +23,7 @@ demo: up          ## run the whole pipeline on the demo corpus
 test: up          ## unit and integration tests over the real services
 	@$(PY) -m pytest -q
 
-test-cluster: up  ## the jobs on a local standalone cluster vs local[2] (tests/test_cluster.py, ~10 min)
+test-cluster: up  ## only the cluster test (tests/test_cluster.py: the jobs on a local standalone cluster vs local[2]; also in `make test`)
 	@$(PY) -m pytest -q -m cluster tests/test_cluster.py
 
 test-fast: setup  ## the tests that need no services

@@ -39,7 +39,7 @@ def first_line(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
 
 def retrying(fn: Callable[[], T], *, what: str, limit_s: float, initial_s: float, max_s: float,
              log: Callable[[str], None], retry_on: tuple[type[BaseException], ...] = (Exception,),
-             secrets: tuple[str, ...] = (), clock=time.monotonic, sleep=time.sleep) -> T:
+             secrets: tuple[str, ...] = (), doing: str = "write", clock=time.monotonic, sleep=time.sleep) -> T:
     started = None
     waits = delays(initial_s, max_s)
     attempt = 0
@@ -56,5 +56,5 @@ def retrying(fn: Callable[[], T], *, what: str, limit_s: float, initial_s: float
                 raise StoreUnavailable(f"{MARK} {what} failed for {now - started:.0f} s "
                                        f"(limit {limit_s:.0f} s, {attempt} attempts); last error {reason}") from exc
             wait = min(next(waits), left)
-            log(f"{what}: write failed ({reason}); retry {attempt} in {wait:.1f} s")
+            log(f"{what}: {doing} failed ({reason}); retry {attempt} in {wait:.1f} s")
             sleep(wait)

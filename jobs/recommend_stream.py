@@ -417,8 +417,9 @@ def data_loss_line(exc: BaseException, settings: Settings) -> str | None:
         return None
     return (f"{QUERY_NAME}: error: Kafka no longer has records of topic {settings.topic_activity!r} that the checkpoint "
             f"expects (the topic was deleted and created again, or its records expired before they were read). "
-            f"To go on from what Kafka still has, skipping the lost records, run again with "
-            f"MUSICREC_KAFKA_FAIL_ON_DATA_LOSS=false; to start over, move the checkpoint {checkpoint_path(settings)} away.")
+            f"To go on from the topic's current end, skipping the lost records (and those a recreated topic got "
+            f"before this start), run again with MUSICREC_KAFKA_FAIL_ON_DATA_LOSS=false; to start over, move the "
+            f"checkpoint {checkpoint_path(settings)} away.")
 
 
 def store_down_line(exc: BaseException) -> str | None:

@@ -210,7 +210,7 @@ def _sink(settings) -> sk.Sink:
     return _SINKS[key]
 
 
-def store_retrying(settings, write):
+def store_retrying(settings, write, doing: str = "write"):
     """`write()` retried with bounded exponential backoff while the store fails (common.retry); one line
     per retry on stderr naming the store and the error."""
     from pymongo.errors import PyMongoError
@@ -221,7 +221,7 @@ def store_retrying(settings, write):
     return retrying(write, what=f"store {s.mongo_where}", limit_s=s.store_retry_limit_s,
                     initial_s=s.store_retry_initial_s, max_s=s.store_retry_max_s,
                     log=lambda m: print(m, file=sys.stderr, flush=True), retry_on=(PyMongoError,),
-                    secrets=tuple(s.secret_values()))
+                    secrets=tuple(s.secret_values()), doing=doing)
 
 
 def read_documents(coll, users: list[str], readers: int) -> dict[str, dict | None]:
@@ -409,7 +409,9 @@ class ModelSource:
 
         if self._db is None:
             self._db = database(self.settings, 10_000)
-        doc = self._db[self.settings.coll_models].find_one({"_id": CURRENT})
+        # read at the start of every micro-batch: retried like the writes while the store is down
+        doc = store_retrying(self.settings, lambda: self._db[self.settings.coll_models].find_one({"_id": CURRENT}),
+                             doing="read of the current model")
         return doc.get("version") if doc else None
 
     def current(self, log=print) -> Served:

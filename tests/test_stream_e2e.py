@@ -23,8 +23,8 @@ from jobs import recommend_stream as rs
 from jobs import stream_sink as sk
 from simulator.behaviour import Simulator
 from simulator.produce import produce_records
-from stack.services import ensure_topics
 from tests.pipeline import env_for
+from tests.streamjob import case_settings
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +58,7 @@ def catalogue(model):
 
 
 def stream_settings(s, name, tmp_path, **over):
-    update = {"topic_activity": f"{s.topic_activity}-{name}", "topic_dead_letters": f"{s.topic_dead_letters}-{name}",
-              "checkpoint_dir": tmp_path / f"ckpt-{name}", "coll_recommendations": f"recs_{name}",
-              "coll_activity": f"activity_{name}", "coll_dead_letters": f"dead_{name}",
-              "coll_batches": f"batches_{name}", "trigger_seconds": 0.2, "max_offsets_per_trigger": 2000}
-    update.update(over)
-    out = s.model_copy(update=update)
-    ensure_topics(out)
-    return out
+    return case_settings(s, name, tmp_path, **{"max_offsets_per_trigger": 2000, **over})
 
 
 def now_ms() -> int:

@@ -242,22 +242,27 @@ class StateCache:
 
     Only the task of a user's partition writes the user's document, so what this worker read and wrote
     for the partition up to micro-batch N-1 is still what the store holds when it gets the same
-    partition in batch N. When it starts (or after any gap: another worker ran the partition, a batch was
-    replayed, another query) it reads the whole collection once if it holds at most `max_users`
-    documents (`load_all`), and then knows every user, those without a document included; otherwise it
-    keeps only the users it read or wrote, and the others are read from the store. A failed attempt that
+    partition in batch N; any gap (another worker ran the partition, a batch was replayed, another query)
+    empties it. When it is first used it reads the whole collection once if that holds at most
+    `max_users` documents (`load_all`), and then knows every user, those without a document included;
+    after a gap (workers taking turns would reload every other batch) or past `max_users` it keeps only
+    the users it read or wrote, and the others are read from the store. A failed attempt that
     wrote some users leaves them at what this batch computes again from N-1 (applying is
     deterministic), so a stale entry cannot arise."""
 
     def __init__(self, max_users: int):
         self.max_users, self.stamp, self.docs, self.complete = int(max_users), None, {}, False
+        self.loaded = False     # the whole collection is read once per worker: after a later gap, user by user
 
     def lookup(self, key, batch_id: int, users, load_all=None) -> dict:
         """{user: stored document or None} for the users known here (all of them once complete).
         `load_all(limit)`: every stored document by user, or None if there are more than `limit`."""
         if self.stamp != (key, int(batch_id) - 1):
             self.docs, self.complete, self.stamp = {}, False, None
-            every = load_all(self.max_users) if load_all is not None and self.max_users > 0 else None
+            every = None
+            if load_all is not None and self.max_users > 0 and not self.loaded:
+                self.loaded = True
+                every = load_all(self.max_users)
             if every is not None:
                 self.docs, self.complete = dict(every), True
         if self.complete:

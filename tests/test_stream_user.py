@@ -132,6 +132,7 @@ def test_a_partition_cache_serves_only_the_batch_right_after_its_own():
     assert full.lookup(key, 5, ["a", "z"], lambda limit: {"a": {"state": 1}}) == {"a": {"state": 1}, "z": None}
     full.commit(key, 5, {"z": {"state": 9}})
     assert full.lookup(key, 6, ["z", "y"], lambda limit: 1 / 0) == {"z": {"state": 9}, "y": None}
+    assert full.lookup(key, 8, ["z"], lambda limit: 1 / 0) == {}     # after a gap: not loaded again
     too_many = sb.StateCache(max_users=3)
     assert too_many.lookup(key, 5, ["a"], lambda limit: None) == {}
 

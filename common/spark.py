@@ -80,8 +80,6 @@ def build_session(settings: Settings, app: str, extra: dict[str, str] | None = N
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
-        "spark.sql.streaming.stateStore.providerClass":
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     }
     conf.update(REDACTION)
     conf.update(extra or {})

@@ -238,24 +238,27 @@ def drop_broken_quotes(lines: list[str], limit: int = MAX_BROKEN_QUOTES) -> tupl
     end of the file, a cell over MAX_CELL characters) loses its first physical line, where the quote
     opened, and the pass goes on from there. Returns the lines kept, the original (1-based) number of the
     first line of each record, and "line N: reason" per line dropped."""
-    csv.field_size_limit(MAX_CELL)
     lines, numbers, dropped, records = list(lines), list(range(1, len(lines) + 1)), [], []
     start = 0
-    while True:
-        reader = csv.reader(itertools.islice(lines, start, None), strict=True)
-        first = start  # index of the first line of the record being read
-        try:
-            for _ in reader:
-                records.append(numbers[first])
-                first = start + reader.line_num
-            return lines, records, dropped
-        except csv.Error as exc:
-            if len(dropped) >= limit:
-                raise MetadataError(f"more than {limit} rows with broken quoting (the last at line "
-                                    f"{numbers[first]}): is this a CSV file?") from None
-            dropped.append(f"line {numbers[first]}: broken quoting ({exc}); the line is skipped")
-            del lines[first], numbers[first]
-            start = first
+    previous_limit = csv.field_size_limit(MAX_CELL)   # process-wide: put back on the way out
+    try:
+        while True:
+            reader = csv.reader(itertools.islice(lines, start, None), strict=True)
+            first = start  # index of the first line of the record being read
+            try:
+                for _ in reader:
+                    records.append(numbers[first])
+                    first = start + reader.line_num
+                return lines, records, dropped
+            except csv.Error as exc:
+                if len(dropped) >= limit:
+                    raise MetadataError(f"more than {limit} rows with broken quoting (the last at line "
+                                        f"{numbers[first]}): is this a CSV file?") from None
+                dropped.append(f"line {numbers[first]}: broken quoting ({exc}); the line is skipped")
+                del lines[first], numbers[first]
+                start = first
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:

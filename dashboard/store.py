@@ -80,10 +80,11 @@ def _id_candidates(user) -> list:
 
 
 def recommendation(db, settings: Settings, user) -> dict | None:
-    """The user's recommendations document (by `_id`, trying the text and the integer form)."""
+    """The user's recommendations document (by `_id`, trying the text and the integer form), without the
+    stream's own fields (the user's binary taste state and the batch that applied it)."""
     coll = db[settings.coll_recommendations]
     for candidate in _id_candidates(user):
-        doc = coll.find_one({"_id": candidate})
+        doc = coll.find_one({"_id": candidate}, {"state": 0, "applied": 0})
         if doc is not None:
             return doc
     return None

@@ -117,6 +117,10 @@ def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, e
     db, written = store
     coll = db[env.coll_recommendations]
     doc = coll.find_one({"_id": user})
+    # the page reads the list without the stream's binary taste state
+    from dashboard import store as dashboard_store
+    shown = dashboard_store.recommendation(db, env, user)
+    assert "state" in doc and "state" not in shown and "applied" not in shown and shown["items"] == doc["items"]
     at = app("views/user.py", user=user)
     assert at.selectbox(key="user_pick").value == user
     table = at.table[0].value

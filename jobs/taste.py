@@ -59,7 +59,7 @@ class UserState:
     pos: tuple[float, ...] = ()
     neg: tuple[float, ...] = ()
     heard: tuple[int, ...] = ()         # distinct tracks with any event, oldest first
-    event_ids: tuple[str, ...] = ()     # recent event ids, oldest first
+    event_ids: tuple[int, ...] = ()     # recent event ids' keys (`event_key`), oldest first
     n_events: int = 0
     last_event_ms: int = 0
     partition: int = -1                 # Kafka position of the last applied event
@@ -67,6 +67,15 @@ class UserState:
 
     def weights(self) -> dict[int, tuple[float, float]]:
         return {t: (p, n) for t, p, n in zip(self.track_ids, self.pos, self.neg)}
+
+
+def event_key(event_id: str) -> int:
+    """A 64-bit key of an event id (BLAKE2b): what a state remembers to drop duplicates, 8 bytes whatever the
+    id's length (a collision among one user's last `dedupe_events` ids has odds of about 2^-48)."""
+    import hashlib
+
+    digest = hashlib.blake2b(str(event_id).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 def skip_factor(ms_played: int, duration_s: float | None, min_skip_s: float) -> float:
@@ -99,7 +108,8 @@ def signed_weight(action: str, ms_played: int, duration_s: float | None, rules: 
 def apply(state: UserState, event, rules: Rules, duration_s: float | None = None,
           partition: int = -1, offset: int = -1) -> UserState:
     """The state after one validated event (a `jobs.events.Event`); a duplicate event id changes nothing."""
-    if event.event_id in state.event_ids:
+    key = event_key(event.event_id)
+    if key in state.event_ids:
         return state
     w = signed_weight(event.action, event.ms_played, duration_s, rules)
     d = rules.decay
@@ -119,7 +129,7 @@ def apply(state: UserState, event, rules: Rules, duration_s: float | None = None
         kept = [kept[i] for i in sorted(strongest)]
     heard = [t for t in state.heard if t != event.track_id]
     heard.append(event.track_id)
-    event_ids = (state.event_ids + (event.event_id,))[-rules.dedupe_events:] if rules.dedupe_events > 0 else ()
+    event_ids = (state.event_ids + (key,))[-rules.dedupe_events:] if rules.dedupe_events > 0 else ()
     return UserState(
         track_ids=tuple(t for t, _, _ in kept), pos=tuple(p for _, p, _ in kept),
         neg=tuple(n for _, _, n in kept), heard=tuple(heard[-rules.history_size:]), event_ids=event_ids,

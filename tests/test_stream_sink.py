@@ -125,7 +125,8 @@ def test_users_states_read_back_one_by_one_and_all_at_once(sink, mongo):
     from jobs import taste
 
     snk, s = sink
-    state = taste.UserState(track_ids=(3, 4), pos=(1.0, 0.0), neg=(0.0, 0.5), heard=(3, 4), event_ids=("é-1", "e2"),
+    state = taste.UserState(track_ids=(3, 4), pos=(1.0, 0.0), neg=(0.0, 0.5), heard=(3, 4),
+                            event_ids=(taste.event_key("é-1"), taste.event_key("e2")),
                             n_events=2, last_event_ms=5, partition=1, offset=9)
     docs = [rec(u, 1, 1) for u in ("a", "b", "c")]
     for d in docs:

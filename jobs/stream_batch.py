@@ -133,68 +133,89 @@ def item_doc(item: ranking.Item, cat: Catalogue, with_text: bool = False) -> dic
     return d
 
 
-def in_parallel(write, docs: list, writers: int, least: int = 20) -> None:
-    """`write(part)` for `writers` interleaved parts of `docs` at once (threads; pymongo is thread-safe)."""
-    writers = max(1, min(int(writers), len(docs) // least))
-    if writers == 1:
-        write(docs)
-        return
-    from concurrent.futures import ThreadPoolExecutor
+RANK_CHUNK = 200     # users ranked at a time: a chunk's documents are written while the next one is ranked
 
-    with ThreadPoolExecutor(writers) as pool:
-        list(pool.map(write, [docs[i::writers] for i in range(writers)]))
+
+def parts(docs: list, writers: int, least: int = 20) -> list[list]:
+    """`docs` dealt into at most `writers` parts of at least `least` documents (one part if fewer)."""
+    n = max(1, min(int(writers), len(docs) // least))
+    return [docs[i::n] for i in range(n)]
 
 
 def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
-                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0) -> dict:
+                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0,
+                chunk: int = RANK_CHUNK) -> dict:
     """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
-    The users' documents go in `writers` concurrent commands; `states` (user -> `state` and `applied`, from
-    recommend_stream.apply_batch) are stored in them. `replayed_events`: events applied by an earlier
-    attempt of this batch (counted, not measured)."""
+
+    The users are ranked `chunk` at a time on this thread while `writers` threads write the documents
+    of the chunks already ranked (pymongo is thread-safe; the store's work runs in its own processes,
+    so ranking and writing overlap on two cores); the dead letters and the activity feed are written
+    first, beside the ranking. `states` (user -> `state` and `applied`, from recommend_stream.apply_batch)
+    are stored in the documents. An event's latency ends when its user's document is written.
+    `replayed_events`: events applied by an earlier attempt of this batch (counted, not measured)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     t0 = _ms()
     users = pdf[pdf["kind"] == "user"].sort_values("user_id", kind="stable")
     events = pdf[pdf["kind"] == "event"]
     feed_events = pdf[pdf["kind"].isin(["event", "replayed"])]
     dead = pdf[pdf["kind"] == "dead"]
-    items, n_cand = recommend(served, users, top_k, max_per_artist) if len(users) else ([], np.zeros(0))
-    t_rank = _ms()
-    updated_at = sk.now_utc()
-    docs = [sk.recommendation_doc(
-                u.user_id, [item_doc(it, served.catalogue) for it in its], model_version=served.version,
-                event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
-                offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
-                batch_id=batch_id, updated_at=updated_at, candidates=int(c))
-            for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
-    for d in docs if states is not None else ():
-        d.update(states[d["_id"]])
-    in_parallel(sink.write_recommendations, docs, writers)
-    written = _ms()
+    cat = served.catalogue
     at = sk.now_utc()
-    sink.write_dead_letters([
+    dead_docs = [
         sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
                            key=d.key, kafka_ms=None if d.kafka_ms is None or d.kafka_ms != d.kafka_ms
                            else int(d.kafka_ms), batch_id=batch_id, at=at,
                            raw_size=None if d.raw_size is None or d.raw_size != d.raw_size else int(d.raw_size))
-        for d in dead.itertuples(index=False)])
+        for d in dead.itertuples(index=False)]
+    feed = []
     if feed_size > 0 and len(feed_events):
-        newest = feed_events.sort_values(["event_time", "event_id"]).tail(feed_size)
-        cat = served.catalogue
-        feed = []
-        for e in newest.to_dict("records"):
+        for e in feed_events.sort_values(["event_time", "event_id"]).tail(feed_size).to_dict("records"):
             r = cat.row(e["track_id"])
             feed.append(sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None,
                                         artist=str(cat.artist[r]) if r >= 0 else None, at=at))
-        sink.write_activity(feed)
+    written: dict[str, int] = {}        # user -> when their document was written (ms)
+    rank_ms, n_cand = 0, []
+    first_write = None
+
+    def write(docs):
+        sink.write_recommendations(docs)
+        done = _ms()
+        written.update(dict.fromkeys((d["_id"] for d in docs), done))
+
+    with ThreadPoolExecutor(max(1, int(writers))) as pool:
+        pending = [pool.submit(sink.write_dead_letters, dead_docs), pool.submit(sink.write_activity, feed)]
+        for lo in range(0, len(users), max(1, int(chunk))):
+            t = _ms()
+            part = users.iloc[lo:lo + max(1, int(chunk))]
+            items, cands = recommend(served, part, top_k, max_per_artist)
+            updated_at = sk.now_utc()
+            docs = [sk.recommendation_doc(
+                        u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,
+                        event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
+                        offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
+                        batch_id=batch_id, updated_at=updated_at, candidates=int(c))
+                    for u, its, c in zip(part.itertuples(index=False), items, cands)]
+            for d in docs if states is not None else ():
+                d.update(states[d["_id"]])
+            n_cand.extend(int(c) for c in cands)
+            rank_ms += _ms() - t
+            first_write = _ms() if first_write is None else first_write
+            pending += [pool.submit(write, p) for p in parts(docs, writers)]
+        for f in pending:
+            f.result()      # the first failed write raises (the pool has waited for the others)
     offsets = []
     pos = pdf[["topic", "partition", "offset"]].dropna()
     for (topic, part), g in pos.groupby(["topic", "partition"], sort=True):
         offsets.append({"topic": topic, "partition": int(part), "first": int(g["offset"].min()),
                         "last": int(g["offset"].max())})
     end = _ms()
+    done = events["user_id"].map(written).to_numpy(dtype=np.float64) if len(events) else np.zeros(0)
     return {"users": len(users), "events": len(events) + int(replayed_events), "dead": len(dead),
-            "candidates": int(np.sum(n_cand)), "read_ms": 0, "cached": 0, "rank_ms": t_rank - t0,
-            "write_ms": end - t_rank, "task_ms": end - t0,
-            "latencies": (written - events["event_time"].to_numpy(dtype=np.int64)).tolist(),
+            "candidates": int(np.sum(n_cand)), "read_ms": 0, "cached": 0, "rank_ms": rank_ms,
+            "write_ms": end - (first_write if first_write is not None else t0), "task_ms": end - t0,
+            "latencies": (np.nan_to_num(done, nan=end) - events["event_time"].to_numpy(dtype=np.int64))
+                         .astype(np.int64).tolist(),
             "offsets": json.dumps(offsets)}
 
 
@@ -243,16 +264,17 @@ class StateCache:
     Only the task of a user's partition writes the user's document, so what this worker read and wrote
     for the partition up to micro-batch N-1 is still what the store holds when it gets the same
     partition in batch N; any gap (another worker ran the partition, a batch was replayed, another query)
-    empties it. When it is first used it reads the whole collection once if that holds at most
+    empties it. When a query first uses it, it reads the whole collection once if that holds at most
     `max_users` documents (`load_all`), and then knows every user, those without a document included;
-    after a gap (workers taking turns would reload every other batch) or past `max_users` it keeps only
+    after a later gap of the same query (workers taking turns would reload every other batch) or past
+    `max_users` it keeps only
     the users it read or wrote, and the others are read from the store. A failed attempt that
     wrote some users leaves them at what this batch computes again from N-1 (applying is
     deterministic), so a stale entry cannot arise."""
 
     def __init__(self, max_users: int):
         self.max_users, self.stamp, self.docs, self.complete = int(max_users), None, {}, False
-        self.loaded = False     # the whole collection is read once per worker: after a later gap, user by user
+        self.loaded = set()     # the whole collection is read once per query: after a later gap, user by user
 
     def lookup(self, key, batch_id: int, users, load_all=None) -> dict:
         """{user: stored document or None} for the users known here (all of them once complete).
@@ -260,8 +282,8 @@ class StateCache:
         if self.stamp != (key, int(batch_id) - 1):
             self.docs, self.complete, self.stamp = {}, False, None
             every = None
-            if load_all is not None and self.max_users > 0 and not self.loaded:
-                self.loaded = True
+            if load_all is not None and self.max_users > 0 and key not in self.loaded:
+                self.loaded.add(key)
                 every = load_all(self.max_users)
             if every is not None:
                 self.docs, self.complete = dict(every), True

@@ -133,9 +133,6 @@ def item_doc(item: ranking.Item, cat: Catalogue, with_text: bool = False) -> dic
     return d
 
 
-RANK_CHUNK = 200     # users ranked at a time: a chunk's documents are written while the next one is ranked
-
-
 def parts(docs: list, writers: int, least: int = 20) -> list[list]:
     """`docs` dealt into at most `writers` parts of at least `least` documents (one part if fewer)."""
     n = max(1, min(int(writers), len(docs) // least))
@@ -143,16 +140,15 @@ def parts(docs: list, writers: int, least: int = 20) -> list[list]:
 
 
 def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
-                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0,
-                chunk: int = RANK_CHUNK) -> dict:
+                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0) -> dict:
     """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
 
-    The users are ranked `chunk` at a time on this thread while `writers` threads write the documents
-    of the chunks already ranked (pymongo is thread-safe; the store's work runs in its own processes,
-    so ranking and writing overlap on two cores); the dead letters and the activity feed are written
-    first, beside the ranking. `states` (user -> `state` and `applied`, from recommend_stream.apply_batch)
-    are stored in the documents. An event's latency ends when its user's document is written.
-    `replayed_events`: events applied by an earlier attempt of this batch (counted, not measured)."""
+    The users' documents go in `writers` concurrent parts (threads; pymongo is thread-safe) beside the
+    dead letters and the activity feed; `states` (user -> `state` and `applied`, from
+    recommend_stream.apply_batch) are stored in them. An event's latency ends when the part holding its
+    user's document is written. `replayed_events`: events applied by an earlier attempt of this batch
+    (counted, not measured). (Ranking 200 users at a time while the chunks already ranked were written
+    measured no faster: the store's processes and the ranking share the same two cores.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = _ms()
@@ -161,6 +157,16 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     feed_events = pdf[pdf["kind"].isin(["event", "replayed"])]
     dead = pdf[pdf["kind"] == "dead"]
     cat = served.catalogue
+    items, n_cand = recommend(served, users, top_k, max_per_artist) if len(users) else ([], np.zeros(0))
+    updated_at = sk.now_utc()
+    docs = [sk.recommendation_doc(
+                u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,
+                event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
+                offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
+                batch_id=batch_id, updated_at=updated_at, candidates=int(c))
+            for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
+    for d in docs if states is not None else ():
+        d.update(states[d["_id"]])
     at = sk.now_utc()
     dead_docs = [
         sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
@@ -174,34 +180,16 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
             r = cat.row(e["track_id"])
             feed.append(sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None,
                                         artist=str(cat.artist[r]) if r >= 0 else None, at=at))
-    written: dict[str, int] = {}        # user -> when their document was written (ms)
-    rank_ms, n_cand = 0, []
-    first_write = None
+    t_rank = _ms()
+    written: dict[str, int] = {}        # user -> when the part holding their document was written (ms)
 
-    def write(docs):
-        sink.write_recommendations(docs)
-        done = _ms()
-        written.update(dict.fromkeys((d["_id"] for d in docs), done))
+    def write(part):
+        sink.write_recommendations(part)
+        written.update(dict.fromkeys((d["_id"] for d in part), _ms()))
 
     with ThreadPoolExecutor(max(1, int(writers))) as pool:
-        pending = [pool.submit(sink.write_dead_letters, dead_docs), pool.submit(sink.write_activity, feed)]
-        for lo in range(0, len(users), max(1, int(chunk))):
-            t = _ms()
-            part = users.iloc[lo:lo + max(1, int(chunk))]
-            items, cands = recommend(served, part, top_k, max_per_artist)
-            updated_at = sk.now_utc()
-            docs = [sk.recommendation_doc(
-                        u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,
-                        event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
-                        offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
-                        batch_id=batch_id, updated_at=updated_at, candidates=int(c))
-                    for u, its, c in zip(part.itertuples(index=False), items, cands)]
-            for d in docs if states is not None else ():
-                d.update(states[d["_id"]])
-            n_cand.extend(int(c) for c in cands)
-            rank_ms += _ms() - t
-            first_write = _ms() if first_write is None else first_write
-            pending += [pool.submit(write, p) for p in parts(docs, writers)]
+        pending = [pool.submit(write, p) for p in parts(docs, writers)]
+        pending += [pool.submit(sink.write_dead_letters, dead_docs), pool.submit(sink.write_activity, feed)]
         for f in pending:
             f.result()      # the first failed write raises (the pool has waited for the others)
     offsets = []
@@ -212,8 +200,8 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     end = _ms()
     done = events["user_id"].map(written).to_numpy(dtype=np.float64) if len(events) else np.zeros(0)
     return {"users": len(users), "events": len(events) + int(replayed_events), "dead": len(dead),
-            "candidates": int(np.sum(n_cand)), "read_ms": 0, "cached": 0, "rank_ms": rank_ms,
-            "write_ms": end - (first_write if first_write is not None else t0), "task_ms": end - t0,
+            "candidates": int(np.sum(n_cand)), "read_ms": 0, "cached": 0, "rank_ms": t_rank - t0,
+            "write_ms": end - t_rank, "task_ms": end - t0,
             "latencies": (np.nan_to_num(done, nan=end) - events["event_time"].to_numpy(dtype=np.int64))
                          .astype(np.int64).tolist(),
             "offsets": json.dumps(offsets)}

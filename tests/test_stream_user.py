@@ -215,7 +215,7 @@ def batch_frame(records):
 
 def serve(pdf, served, sink, batch_id, **how):
     """What the micro-batch's tasks and then the driver do, here with the rows split into two tasks
-    (`how`: serve_frame's chunk and writers)."""
+    (`how`: serve_frame's writers)."""
     half = len(pdf) // 2
     users = pdf["user_id"].fillna("")
     parts = [pdf[users <= "u1"], pdf[users > "u1"]]
@@ -232,8 +232,8 @@ def test_a_replayed_batch_writes_the_same_documents(served):
     pdf = batch_frame(records)
     first = serve(pdf, served, sink, 7)
     docs1 = {k: dict(v) for k, v in sink.recs.items()}
-    # the same batch, its rows in another order, ranked a user at a time and written by three threads
-    second = serve(pdf.sample(frac=1.0, random_state=3), served, sink, 7, chunk=1, writers=3)
+    # the same batch, its rows in another order, written by three threads
+    second = serve(pdf.sample(frac=1.0, random_state=3), served, sink, 7, writers=3)
     docs2 = sink.recs
     assert set(docs1) == {"u1", "u2"}
     for u in docs1:

@@ -484,10 +484,10 @@ def build(settings: Settings, audio_dir=None, metadata_dir=None, packages=DEFAUL
     removed = prune(audio_dir, set(dests), owned)
     todo = [c for c in clips if not (dests[c.track_id].is_file() and dests[c.track_id].stat().st_size > 0)]
     if todo:
-        from tqdm import tqdm
+        from common.progress import bar as progress_bar
 
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool, \
-                tqdm(total=len(todo), unit="clip", desc="cut clips", disable=not progress, file=sys.stderr) as bar:
+                progress_bar(total=len(todo), unit="clip", desc="cut clips", disable=not progress) as bar:
             for _ in pool.map(lambda c: cut_clip(c, dests[c.track_id]), todo):
                 bar.update(1)
 

@@ -171,10 +171,10 @@ class Progress:
 
     def __enter__(self):
         if self.enabled:
-            from tqdm import tqdm
+            from common.progress import bar as progress_bar
 
-            self.bar = tqdm(total=self.total, unit="file", desc="extract", dynamic_ncols=True, smoothing=0.1,
-                            file=sys.stderr)
+            self.bar = progress_bar(total=self.total, unit="file", desc="extract", dynamic_ncols=True,
+                                    smoothing=0.1)
             self._thread = threading.Thread(target=self._poll, name="extract-progress", daemon=True)
             self._thread.start()
         return self

@@ -38,7 +38,7 @@ def write(settings: Settings, docs: Iterator[dict], version: str, total: int | N
           batch: int = 1000, progress: bool = True) -> dict:
     """Upsert every track's document, a batch at a time (idempotent; a reader never misses a track),
     then drop those of other versions."""
-    from tqdm import tqdm
+    from common.progress import bar as progress_bar
 
     from common.store import database, upsert_documents
 
@@ -49,7 +49,7 @@ def write(settings: Settings, docs: Iterator[dict], version: str, total: int | N
         return upsert_documents(coll, chunk, settings)
 
     chunk: list[dict] = []
-    with tqdm(total=total, desc="neighbours -> MongoDB", unit="track", disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc="neighbours -> MongoDB", unit="track", disable=not progress, leave=False) as bar:
         for doc in docs:
             chunk.append(doc)
             if len(chunk) >= batch:

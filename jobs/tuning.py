@@ -50,7 +50,7 @@ def tune(spaces: dict[int, np.ndarray], ids: np.ndarray, query_pos: np.ndarray, 
     `spaces` maps a PCA dimension (0: none) to the catalogue (n, dim) in that space, rows aligned with
     `ids`; `truth` (q, k) holds the exact top-k ids of the catalogue rows `query_pos`, themselves excluded.
     """
-    from tqdm import tqdm
+    from common.progress import bar as progress_bar
 
     if not spaces:
         raise ValueError("no space to tune in")
@@ -58,7 +58,7 @@ def tune(spaces: dict[int, np.ndarray], ids: np.ndarray, query_pos: np.ndarray, 
     max_bands = max(grid.bands)
     exclude = [[int(ids[p])] for p in query_pos]
     trials = []
-    bar = tqdm(total=len(spaces) * len(grid.bucket_factor) * len(grid.band_size), desc="tuning LSH",
+    bar = progress_bar(total=len(spaces) * len(grid.bucket_factor) * len(grid.band_size), desc="tuning LSH",
                unit="index", disable=not progress, leave=False)
     for pca_k, space in spaces.items():
         x = np.ascontiguousarray(space, dtype=np.float32)

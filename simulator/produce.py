@@ -83,9 +83,9 @@ def run_live(sim, settings, rate: float, *, duration: float | None = None, max_e
     total = max_events if max_events is not None else (None if forever else int(rate * duration))
     bar = None
     if progress:
-        from tqdm import tqdm
+        from common.progress import bar as progress_bar
 
-        bar = tqdm(total=total, unit="ev", desc=f"simulator {rate:g}/s", mininterval=1.0)
+        bar = progress_bar(total=total, unit="ev", desc=f"simulator {rate:g}/s", mininterval=1.0)
     t0 = time.monotonic()
     sent = 0
     try:

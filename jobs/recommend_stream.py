@@ -368,10 +368,31 @@ class StopSignal:
 
 
 def stop_between_batches(query, timeout: float = 120.0, poll: float = 0.02) -> None:
-    """Stop the query once no micro-batch is running (or after `timeout` seconds anyway)."""
-    deadline = time.monotonic() + timeout
-    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-        time.sleep(poll)
+    """Let the micro-batch in flight finish and commit, start no other, then stop (or after `timeout`
+    seconds anyway).
+
+    Structured Streaming has no graceful stop: `stop()` interrupts the batch in flight, and a query
+    whose batches run back to back (a backlog, or batches longer than the trigger) shows no gap between
+    them to stop in. Its loop runs a micro-batch only while the query is active, and Spark ends a
+    Trigger.AvailableNow query by marking it terminated (`StreamExecution.state`, public in Spark 4.1):
+    so does this, then waits for the query's thread to end. Where that state is out of reach (another
+    Spark), it waits for a gap between triggers instead."""
+    from py4j.protocol import Py4JError
+
+    try:
+        from pyspark import SparkContext
+
+        runtime = SparkContext._jvm.org.apache.spark.sql.execution.streaming.runtime
+        query._jsq.streamingQuery().state().set(getattr(runtime, "TERMINATED$").__getattr__("MODULE$"))
+    except (Py4JError, AttributeError, TypeError):
+        deadline = time.monotonic() + timeout
+        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(poll)
+    else:
+        try:
+            query.awaitTermination(timeout)
+        except Exception as exc:        # the last micro-batch failed: the query's own error
+            raise RuntimeError(f"{QUERY_NAME} failed: {exc}") from None
     query.stop()
 
 

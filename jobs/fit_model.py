@@ -37,8 +37,8 @@ TUNED = ("pca_k", "bucket_length", "band_size", "bands")
 
 
 @dataclass
-class Catalogue:
-    """The tracks a model is fitted on, collected as numpy (rows aligned)."""
+class TrainingSet:
+    """The tracks a model is fitted on, their raw features collected as numpy (rows aligned)."""
 
     ids: np.ndarray          # (n,) int64 track ids
     features: np.ndarray     # (n, d) float64 raw features
@@ -49,7 +49,7 @@ class Catalogue:
 
 
 def load_tracks(spark, settings: Settings, feature_version: str | None = None):
-    """(Spark DataFrame of the usable tracks, cached: unpersist it when done; their Catalogue).
+    """(Spark DataFrame of the usable tracks, cached: unpersist it when done; their TrainingSet).
     Tracks of another feature version or another feature length than the usual one are left out."""
     from pyspark.sql import functions as F
 
@@ -78,10 +78,11 @@ def load_tracks(spark, settings: Settings, feature_version: str | None = None):
     df.count()
     raw.unpersist()
     pdf = df.select("_id", "features", "genre_top", "album", "recording").orderBy("_id").toPandas()
-    cat = Catalogue(ids=pdf["_id"].to_numpy(np.int64), features=np.stack(pdf["features"].to_numpy()).astype(np.float64),
-                    genre=pdf["genre_top"].to_numpy(object), album=pdf["album"].to_numpy(object),
-                    recording=pdf["recording"].to_numpy(object), feature_version=str(feature_version))
-    return df, cat
+    training = TrainingSet(ids=pdf["_id"].to_numpy(np.int64),
+                           features=np.stack(pdf["features"].to_numpy()).astype(np.float64),
+                           genre=pdf["genre_top"].to_numpy(object), album=pdf["album"].to_numpy(object),
+                           recording=pdf["recording"].to_numpy(object), feature_version=str(feature_version))
+    return df, training
 
 
 def scaled_and_components(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,17 +95,17 @@ def scaled_and_components(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return z, vecs[:, ::-1]
 
 
-def tune_parameters(cat: Catalogue, settings: Settings, target: float, k: int, seed: int, queries: int,
+def tune_parameters(training: TrainingSet, settings: Settings, target: float, k: int, seed: int, queries: int,
                     grid: Grid, progress: bool = True) -> tuple[dict, dict]:
     """(chosen parameters, tuning record) for this catalogue."""
-    z, comps = scaled_and_components(cat.features)
+    z, comps = scaled_and_components(training.features)
     d = z.shape[1]
     spaces = {p: (z @ comps[:, :p]).astype(np.float32) for p in grid.pca_k if 0 < p < d}
     if 0 in grid.pca_k or not spaces:
         spaces[0] = z.astype(np.float32)
-    query_pos = evaluation.sample_queries(len(cat.ids), queries, seed)
-    truth, _ = exact_top_k(z[query_pos], z, cat.ids, k, exclude_self=True, query_pos=query_pos)
-    record = tune(spaces, cat.ids, query_pos, truth, target, k=k, grid=grid, seed=seed, progress=progress)
+    query_pos = evaluation.sample_queries(len(training.ids), queries, seed)
+    truth, _ = exact_top_k(z[query_pos], z, training.ids, k, exclude_self=True, query_pos=query_pos)
+    record = tune(spaces, training.ids, query_pos, truth, target, k=k, grid=grid, seed=seed, progress=progress)
     c = record["chosen"]
     return {"pca_k": c["pca_k"], "bucket_length": c["bucket_length"], "band_size": c["band_size"],
             "bands": c["bands"]}, record
@@ -154,17 +155,17 @@ def _plain(v):
     return v
 
 
-def _fit(df, cat: Catalogue, settings: Settings, opt: dict, timings: dict) -> dict:
+def _fit(df, training: TrainingSet, settings: Settings, opt: dict, timings: dict) -> dict:
     """Tune, fit, save, check, evaluate and compute neighbours: the body of `run`, returning the
     record's parts (timings are added to `timings`)."""
     k = int(opt["top_k"])
-    n, d_in = cat.features.shape
+    n, d_in = training.features.shape
     if n <= k:
-        raise ValueError(f"{n} tracks with features of version {cat.feature_version}: need more than top_k={k}")
+        raise ValueError(f"{n} tracks with features of version {training.feature_version}: need more than top_k={k}")
 
     t0 = time.perf_counter()
     if opt["tune"]:
-        params, tuning = tune_parameters(cat, settings, opt["recall_target"], k, opt["seed"], opt["tune_queries"],
+        params, tuning = tune_parameters(training, settings, opt["recall_target"], k, opt["seed"], opt["tune_queries"],
                                          opt["grid"], progress=opt["progress"])
     else:
         params = {name: opt[name] for name in TUNED}
@@ -185,8 +186,8 @@ def _fit(df, cat: Catalogue, settings: Settings, opt: dict, timings: dict) -> di
                            params["seed"]).fit(df)
     version = new_version(settings)
     model.write().save(storage.spark_uri(pipeline_path(settings, version)))
-    bundle = bundle_from_pipeline(model, version, cat.feature_version, params["band_size"], cat.ids,
-                                  features=cat.features)
+    bundle = bundle_from_pipeline(model, version, training.feature_version, params["band_size"], training.ids,
+                                  features=training.features)
     bundle.save(bundle_path(settings, version))
     check = check_bundle(model, df, bundle)
     timings["fit_save_s"] = time.perf_counter() - t0
@@ -194,9 +195,9 @@ def _fit(df, cat: Catalogue, settings: Settings, opt: dict, timings: dict) -> di
     t0 = time.perf_counter()
     query_pos = evaluation.sample_queries(n, opt["eval_queries"], opt["seed"] + 1)
     metrics = evaluation.evaluate(
-        bundle.index(), query_pos, k, labels={"genre": cat.genre, "album": cat.album},
-        recordings=cat.recording if any(r is not None for r in cat.recording) else None,
-        unreduced=bundle.standardise(cat.features, dtype=np.float32) if bundle.pca is not None else None)
+        bundle.index(), query_pos, k, labels={"genre": training.genre, "album": training.album},
+        recordings=training.recording if any(r is not None for r in training.recording) else None,
+        unreduced=bundle.standardise(training.features, dtype=np.float32) if bundle.pca is not None else None)
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -229,10 +230,10 @@ def run(spark, settings: Settings, **overrides) -> dict:
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    df, cat = load_tracks(spark, settings, opt["feature_version"])
+    df, training = load_tracks(spark, settings, opt["feature_version"])
     timings["load_s"] = time.perf_counter() - t0
     try:
-        parts = _fit(df, cat, settings, opt, timings)
+        parts = _fit(df, training, settings, opt, timings)
     finally:
         df.unpersist()
 
@@ -240,8 +241,8 @@ def run(spark, settings: Settings, **overrides) -> dict:
     record = _plain({
         "_id": version, "created_at": datetime.now(timezone.utc),
         "path": str(version_dir(settings, version)), "pipeline_path": str(pipeline_path(settings, version)),
-        "bundle_path": str(bundle_path(settings, version)), "feature_version": cat.feature_version,
-        "catalogue_size": len(cat.ids), **parts, "timings": timings,
+        "bundle_path": str(bundle_path(settings, version)), "feature_version": training.feature_version,
+        "catalogue_size": len(training.ids), **parts, "timings": timings,
     })
     from common.store import database
 

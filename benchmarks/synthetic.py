@@ -21,7 +21,9 @@ GENRES = ("Blues", "Classical", "Country", "Easy Listening", "Electronic", "Expe
 
 
 @dataclass
-class Catalogue:
+class SyntheticTracks:
+    """Raw synthetic features of `n` tracks with their genre, album, artist and recording (rows aligned)."""
+
     features: np.ndarray    # (n, dim) float64, raw (unscaled) feature values
     genre: np.ndarray       # (n,) genre index into GENRES
     album: np.ndarray       # (n,) album index
@@ -35,7 +37,7 @@ class Catalogue:
 def clustered(n: int, dim: int = FEATURE_DIM, n_genres: int = len(GENRES), latent_dim: int = 32,
               clips_per_recording: int = 4, recordings_per_album: int = 10, seed: int = 0,
               spread: tuple[float, float, float, float] = (1.0, 0.6, 0.4, 0.25),
-              noise: float = 0.05) -> Catalogue:
+              noise: float = 0.05) -> SyntheticTracks:
     """`n` clustered feature vectors of dimension `dim`.
 
     `spread` is the standard deviation of (genre centre, album offset, recording offset, clip offset)
@@ -66,21 +68,21 @@ def clustered(n: int, dim: int = FEATURE_DIM, n_genres: int = len(GENRES), laten
     offset = rng.normal(size=dim) * scale * 3
     album = rec_album[recording]
     artist = album // 2  # two albums per artist
-    return Catalogue(features=x * scale + offset, genre=album_genre[album], album=album, artist=artist,
-                     recording=recording)
+    return SyntheticTracks(features=x * scale + offset, genre=album_genre[album], album=album, artist=artist,
+                           recording=recording)
 
 
-def track_documents(cat: Catalogue, feature_version: str, first_id: int = 1) -> list[dict]:
-    """The catalogue as `tracks` documents (common/contracts.py), for tests that need a stored catalogue."""
+def track_documents(tracks: SyntheticTracks, feature_version: str, first_id: int = 1) -> list[dict]:
+    """The tracks as `tracks` documents (common/contracts.py), for tests that need a stored catalogue."""
     docs = []
-    for i in range(len(cat)):
-        g = GENRES[int(cat.genre[i])]
+    for i in range(len(tracks)):
+        g = GENRES[int(tracks.genre[i])]
         docs.append({
-            "_id": first_id + i, "title": f"Synthetic {first_id + i}", "artist": f"Artist {cat.artist[i]}",
-            "album": f"Album {cat.album[i]}", "album_type": "Album", "genre_top": g, "genre_ids": [],
+            "_id": first_id + i, "title": f"Synthetic {first_id + i}", "artist": f"Artist {tracks.artist[i]}",
+            "album": f"Album {tracks.album[i]}", "album_type": "Album", "genre_top": g, "genre_ids": [],
             "genres": [g], "tags": ["synthetic"], "listens": int(1000 // (1 + i % 97)),
             "date_created": None, "duration": 30.0, "license": "synthetic",
-            "recording": f"rec-{cat.recording[i]}", "path": f"{(first_id + i) // 1000:03d}/{first_id + i:06d}.mp3",
-            "features": [float(v) for v in cat.features[i]], "feature_version": feature_version,
+            "recording": f"rec-{tracks.recording[i]}", "path": f"{(first_id + i) // 1000:03d}/{first_id + i:06d}.mp3",
+            "features": [float(v) for v in tracks.features[i]], "feature_version": feature_version,
         })
     return docs

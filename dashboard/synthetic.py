@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from benchmarks.synthetic import FEATURE_DIM, GENRES, Catalogue, clustered, track_documents  # noqa: F401
+from benchmarks.synthetic import FEATURE_DIM, GENRES, SyntheticTracks, clustered, track_documents  # noqa: F401
 from conf import Settings
 
 ACTIONS = ("play", "complete", "skip", "like", "dislike")
@@ -25,9 +25,9 @@ def user_id(i: int) -> str:
 def track_chunks(n: int, seed: int = 0, first_id: int = 2, chunk: int = 2000) -> Iterator[list[dict]]:
     """`tracks` documents of one clustered catalogue (benchmarks/synthetic.py), `chunk` at a time, so a
     big catalogue is written without holding every document in memory."""
-    cat = clustered(n, seed=seed)
+    tracks = clustered(n, seed=seed)
     for start in range(0, n, chunk):
-        part = Catalogue(*(getattr(cat, f.name)[start:start + chunk] for f in fields(Catalogue)))
+        part = SyntheticTracks(*(getattr(tracks, f.name)[start:start + chunk] for f in fields(SyntheticTracks)))
         yield track_documents(part, "synthetic", first_id=first_id + start)
 
 

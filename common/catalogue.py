@@ -142,13 +142,13 @@ class Catalogue:
         r = self.row(track_id)
         return float(self.duration[r]) if r >= 0 and self.duration[r] > 0 else None
 
-    def label(self, track_id) -> str:
-        """'Title by Artist' ('#id' for a track the catalogue does not hold)."""
+    def label(self, track_id, between: str = " by ") -> str:
+        """'Title by Artist' (`between` joins the two; '#id' for a track the catalogue does not hold)."""
         r = self.row(track_id)
         if r < 0:
             return f"#{track_id}"
         title = str(self.title[r]) or f"#{track_id}"
-        return f"{title} by {self.artist[r]}" if self.artist[r] else title
+        return f"{title}{between}{self.artist[r]}" if self.artist[r] else title
 
     # --- derived, computed once -----------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # no "missing ScriptRunContext" noise from AppTest
 
 from conf import get_settings  # noqa: E402
-from dashboard import catalogue as catalogue_mod, indexes, listdiff, metrics, store, synthetic, tables  # noqa: E402
+from dashboard import indexes, listdiff, metrics, store, synthetic, tables, trackmap  # noqa: E402
 
 PAGES = [("Live", None), ("User", "views/user.py"), ("Catalogue", "views/catalogue.py"), ("Model", "views/model.py")]
 TARGET_S = 2.0
@@ -140,22 +140,22 @@ def data_rows(db, s, args, ferret: bool) -> list[list[str]]:
 
 def snapshot_rows(db, s, args, ferret: bool) -> tuple[list[list[str]], str]:
     from dashboard import data as data_mod  # noqa: F401  (Streamlit-free functions only)
-    from dashboard.data import load_catalogue, snapshot_key, snapshot_path
+    from dashboard.data import load_track_map, snapshot_key, snapshot_path
 
     rows = []
     key = snapshot_key(db, s, s.coll_tracks, ferret)
-    path = snapshot_path(s, "catalogue", key, ".parquet")
+    path = snapshot_path(s, "catalogue", key, trackmap.SUFFIX)
     if not args.skip_cold or not path.exists():
         path.unlink(missing_ok=True)
         with step(f"cold catalogue snapshot: full scan of {args.tracks:,} tracks + PCA"):
             t = time.perf_counter()
-            cat = load_catalogue(s, db.client, None, lambda n: None)
+            cat = load_track_map(s, db.client, None, lambda n: None)
             cold = time.perf_counter() - t
         rows.append(["catalogue", "cold: scan the store + PCA + save", f"{cold:,.1f}", f"{len(cat):,} tracks"])
-    times, cat = timed(lambda: load_catalogue(s, db.client, None, lambda n: None), 3)
+    times, cat = timed(lambda: load_track_map(s, db.client, None, lambda n: None), 3)
     rows.append(["catalogue", "warm restart: key check + read from disk", f"{statistics.median(times):,.2f}",
                  f"{len(cat):,} tracks"])
-    times, _ = timed(lambda: load_catalogue(s, db.client, cat, lambda n: None), 3)
+    times, _ = timed(lambda: load_track_map(s, db.client, cat, lambda n: None), 3)
     rows.append(["catalogue", "check every 30 s: model version", f"{statistics.median(times):,.2f}", ""])
     times, _ = timed(lambda: snapshot_key(db, s, s.coll_tracks, ferret), 3)
     rows.append(["catalogue", "check every 10 min: + collStats count", f"{statistics.median(times):,.2f}", ""])

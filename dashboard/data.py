@@ -16,7 +16,8 @@ from pathlib import Path
 import streamlit as st
 
 from conf import Settings
-from dashboard import background, catalogue as catalogue_mod, config, listdiff, metrics, store
+from common.catalogue import Catalogue
+from dashboard import background, config, listdiff, metrics, store, trackmap
 from dashboard.timefmt import to_utc
 
 TTL = float(config.current().dashboard_ttl_s)
@@ -174,7 +175,7 @@ def snapshot_path(s: Settings, kind: str, key: str, suffix: str) -> Path:
 
 def _prune(s: Settings, kind: str, keep: Path) -> None:
     for old in Path(s.dashboard_cache_dir).glob(f"{_safe_name(s.mongo_db)}-{kind}-*"):
-        if old.stem != keep.stem:
+        if old.name != keep.name:
             old.unlink(missing_ok=True)
 
 
@@ -235,9 +236,9 @@ def _load_snapshot(kind: str, collection: str, suffix: str, cls, build, rows, s:
     return snap
 
 
-def load_catalogue(s: Settings, client, previous, progress) -> catalogue_mod.Catalogue:
-    return _load_snapshot("catalogue", s.coll_tracks, ".parquet", catalogue_mod.Catalogue,
-                          catalogue_mod.build_catalogue, store.iter_tracks, s, client, previous, progress)
+def load_track_map(s: Settings, client, previous, progress) -> trackmap.TrackMap:
+    return _load_snapshot("catalogue", s.coll_tracks, trackmap.SUFFIX, trackmap.TrackMap,
+                          trackmap.build_track_map, store.iter_tracks, s, client, previous, progress)
 
 
 def load_users(s: Settings, client, previous, progress) -> list[str]:
@@ -260,7 +261,7 @@ def load_batches(s: Settings, client, previous, progress) -> list[dict]:
 
 
 # kind: (loader, seconds between loads, seconds without a reader before it pauses)
-_LOADERS = {"catalogue": (load_catalogue, CATALOGUE_CHECK_S, 300.0),
+_LOADERS = {"catalogue": (load_track_map, CATALOGUE_CHECK_S, 300.0),
             "users": (load_users, USERS_REFRESH_S, 300.0),
             "feed": (load_feed, TTL, LIVE_IDLE_S),
             "batches": (load_batches, TTL, LIVE_IDLE_S)}
@@ -279,33 +280,32 @@ def snapshot(kind: str, wait_s: float = 0.0) -> background.Snapshot:
     return _refresher(kind, _where(s), s).get(wait_s=wait_s)
 
 
-def catalogue(wait_s: float = 0.0) -> catalogue_mod.Catalogue | None:
+def track_map(wait_s: float = 0.0) -> trackmap.TrackMap | None:
     return snapshot("catalogue", wait_s).value
 
 
+def tracks() -> Catalogue | None:
+    """The catalogue's tracks from the snapshot (None while it loads)."""
+    snap = track_map()
+    return snap.tracks if snap is not None else None
+
+
 def track_label(track_id) -> str:
-    cat = catalogue()
-    return cat.label(track_id) if cat is not None else f"#{track_id}"
+    snap = track_map()
+    return snap.label(track_id) if snap is not None else f"#{track_id}"
 
 
-def track(track_id) -> dict:
-    """title, artist and genre_top of a track from the catalogue snapshot ({} while it loads)."""
-    cat = catalogue()
-    return cat.track(track_id) if cat is not None else {}
-
-
-def audio_file(track_id, cat: catalogue_mod.Catalogue | None = None) -> Path | None:
+def audio_file(track_id, snap: trackmap.TrackMap | None = None) -> Path | None:
     """The track's clip on disk, if there: the stored `path` under audio_dir, else FMA's layout
     (<audio_dir>/123/123456.mp3). Never a file outside audio_dir: a stored path is resolved (symlinks and
     `..` followed) and dropped unless it lands inside the resolved audio root."""
     s = settings()
     root = Path(s.audio_dir)
     candidates = []
-    if cat is not None:
-        rows = cat.rows([track_id])
-        if len(rows) and rows.iloc[0]["path"]:
-            p = Path(rows.iloc[0]["path"])
-            candidates.append(p if p.is_absolute() else root / p)
+    stored = snap.path_of(track_id) if snap is not None else ""
+    if stored:
+        p = Path(stored)
+        candidates.append(p if p.is_absolute() else root / p)
     try:
         tid = int(track_id)
         candidates.append(root / f"{tid:06d}"[:3] / f"{tid:06d}.mp3")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from common.catalogue import reason_text
+from common.catalogue import Catalogue, reason_text
 from dashboard.listdiff import ListChange, change_label
 from dashboard.timefmt import to_utc
 
@@ -84,28 +84,30 @@ def _score(value):
     return v if np.isfinite(v) else None
 
 
-def _no_track(track_id) -> Mapping:
-    return {}
+_NO_TRACKS = Catalogue.of_ids([])
 
 
-def rec_rows(items: Sequence | None, change: ListChange | None = None, track=_no_track, label=None) -> pd.DataFrame:
+def rec_rows(items: Sequence | None, change: ListChange | None = None, tracks: Catalogue | None = None,
+             label: Label | None = None) -> pd.DataFrame:
     """A recommendation list as table rows in rank order; `change` adds the moved/new marker.
 
-    Items carry ids (common/contracts.py): `track(track_id)` gives the track's title, artist and
-    genre_top from the catalogue, `label(track_id)` names the track a reason points at (an item that
-    still carries its own texts, from an older document, keeps them)."""
+    Items carry ids (common/contracts.py): `tracks` (the catalogue) gives each track's title, artist and
+    genre, `label(track_id)` names the track a reason points at (default: the catalogue's label); an
+    item that still carries its own texts, from an older document, keeps them."""
+    tracks = tracks if tracks is not None else _NO_TRACKS
     by_track = change.by_track() if change is not None else {}
-    name = label or (lambda t: str(track(t).get("title") or f"#{t}"))
+    name = label or tracks.label
     rows = []
     for i, item in enumerate(items or (), 1):
         if not isinstance(item, Mapping):
             continue
         tid = item.get("track_id")
-        meta = track(tid) or {}
+        r = tracks.row(tid)
+        title, artist, genre = (str(a[r]) if r >= 0 else "" for a in (tracks.title, tracks.artist, tracks.genre))
         rows.append({"rank": i, "change": change_label(by_track.get(tid)) if change is not None else "",
-                     "title": str(item.get("title") or meta.get("title") or (f"#{tid}" if tid is not None else "")),
-                     "artist": str(item.get("artist") or meta.get("artist") or ""),
-                     "genre": str(item.get("genre_top") or meta.get("genre_top") or item.get("genre") or ""),
+                     "title": str(item.get("title") or title or (f"#{tid}" if tid is not None else "")),
+                     "artist": str(item.get("artist") or artist),
+                     "genre": str(item.get("genre_top") or genre or item.get("genre") or ""),
                      "score": _score(item.get("score")), "reason": reason_text(item, name), "track_id": tid})
     return pd.DataFrame(rows, columns=REC_COLUMNS)
 

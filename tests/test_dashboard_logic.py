@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import catalogue, config, listdiff, metrics, projection, synthetic, tables
+from common.catalogue import Catalogue
+from dashboard import config, listdiff, metrics, projection, synthetic, tables, trackmap
 from dashboard.background import Refresher
 from dashboard.timefmt import age_text, to_utc
 
@@ -156,34 +157,42 @@ def test_sample_indices_keeps_marked_points():
     assert projection.sample_indices(10, 100).tolist() == list(range(10))
 
 
-def test_catalogue_snapshot_from_contract_documents(tmp_path):
+def test_track_map_from_contract_documents(tmp_path):
     docs = synthetic.track_docs(300, seed=1)
     docs[5]["features"] = None                      # no vector: kept, not drawn
     docs[6]["features"] = [1.0, 2.0]                # wrong length: kept, not drawn
     docs.append({"_id": "not-an-int", "title": "x"})  # skipped
+    docs.append({**docs[9], "title": "Renamed"})    # a repeated _id: the last document counts
     seen = []
-    cat = catalogue.build_catalogue(iter(docs), key="k1", progress=seen.append)
-    assert len(cat) == 300 and cat.n_features == synthetic.FEATURE_DIM and seen[-1] == 301
-    assert cat.frame["track_id"].is_monotonic_increasing
-    assert np.isnan(cat.frame.loc[cat.frame.track_id == docs[5]["_id"], "x"]).all()
-    assert np.isfinite(cat.frame["x"]).sum() == 298
+    tmap = trackmap.build_track_map(iter(docs), key="k1", progress=seen.append)
+    cat = tmap.tracks
+    assert len(tmap) == 300 and tmap.n_features == synthetic.FEATURE_DIM and seen[-1] == 302
+    assert np.all(np.diff(cat.ids) > 0) and cat.title[cat.row(docs[9]["_id"])] == "Renamed"
+    assert np.isnan(tmap.x[cat.row(docs[5]["_id"])]) and np.isfinite(tmap.x).sum() == 298
+    assert tmap.path_of(docs[0]["_id"]) == docs[0]["path"] and tmap.path_of(10**9) == ""
     # same-genre tracks sit together: genre explains most of the map's spread (synthetic clusters)
-    drawn = cat.frame[np.isfinite(cat.frame["x"])]
+    drawn = tmap.points(np.flatnonzero(np.isfinite(tmap.x)))
+    assert list(drawn.columns) == ["track_id", "title", "artist", "genre_top", "x", "y"]
     within = drawn.groupby("genre_top")[["x", "y"]].var().mean().sum()
     total = drawn[["x", "y"]].var().sum()
     assert within < 0.5 * total
-    assert cat.positions([docs[0]["_id"], 10**9, "7", None]).tolist()[1:] == [-1, cat.positions([7])[0], -1]
-    assert cat.label(docs[0]["_id"]) == f"{docs[0]['title']} - {docs[0]['artist']}" and cat.label(10**9) == "#1000000000"
-    hits = cat.search("synthetic 1", limit=5)
-    assert len(hits) == 5 and hits["title"].str.lower().str.startswith("synthetic 1").all()
+    assert tmap.points_of([docs[0]["_id"], 10**9, "7", None, 10**30])["track_id"].tolist() == [docs[0]["_id"], 7]
+    assert tmap.label(docs[0]["_id"]) == f"{docs[0]['title']} - {docs[0]['artist']}" and tmap.label(10**9) == "#1000000000"
+    hits = tmap.search("synthetic 1", limit=5)
+    assert len(hits) == 5 and all(str(cat.title[cat.row(t)]).lower().startswith("synthetic 1") for t in hits)
     q = docs[7]["artist"].lower()
-    by_artist = cat.search(q.upper(), limit=500)
-    assert set(by_artist["track_id"]) == {d["_id"] for d in docs[:300] if q in d["artist"].lower() or q in d["title"].lower()}
-    assert docs[7]["_id"] in set(by_artist["track_id"])
-    assert cat.search(str(docs[3]["_id"]))["track_id"].iloc[0] in {d["_id"] for d in docs}
-    path = cat.save(tmp_path / "c.parquet")
-    back = catalogue.Catalogue.load(path)
-    assert back.key == "k1" and back.frame.equals(cat.frame) and np.allclose(back.explained, cat.explained)
+    by_artist = tmap.search(q.upper(), limit=500)
+    assert set(by_artist.tolist()) == {d["_id"] for d in docs[:300] if q in d["artist"].lower() or q in d["title"].lower()}
+    assert docs[7]["_id"] in set(by_artist.tolist())
+    assert tmap.search(str(docs[3]["_id"]))[0] in {d["_id"] for d in docs}
+    assert tmap.search("")[:3].tolist() == cat.ids[:3].tolist() and len(tmap.search("\u00b2")) == 0
+    path = tmap.save(tmp_path / "c.npz")
+    path = tmap.save(path)                          # a snapshot file is rewritten, not kept
+    back = trackmap.TrackMap.load(path)
+    assert back.key == "k1" and back.n_features == tmap.n_features and np.allclose(back.explained, tmap.explained)
+    assert back.points(range(300)).equals(tmap.points(range(300))) and back.path.tolist() == tmap.path.tolist()
+    empty = trackmap.build_track_map(iter([]))
+    assert len(empty) == 0 and len(trackmap.TrackMap.load(empty.save(tmp_path / "e.npz"))) == 0
 
 
 def test_feed_rows_newest_first_with_labels():
@@ -202,12 +211,15 @@ def test_feed_rows_newest_first_with_labels():
 def test_rec_rows_with_change_markers():
     prev, cur = items(1, 2), [{"track_id": 2, "score": "0.9", "reason": "similar", "reason_track_id": 1},
                               {"track_id": 9, "reason": "popular_genre", "genre": "Jazz"}, {"track_id": 1, "score": True}]
-    known = {1: {"title": "One", "artist": "B", "genre_top": "Folk"}, 2: {"title": "Two", "artist": "A", "genre_top": "Rock"}}
-    df = tables.rec_rows(cur, listdiff.diff_items(prev, cur), track=lambda t: known.get(t, {}))
+    known = Catalogue.from_documents([1, 2], None, [{"_id": 1, "title": "One", "artist": "B", "genre_top": "Folk"},
+                                                    {"_id": 2, "title": "Two", "artist": "A", "genre_top": "Rock"}])
+    df = tables.rec_rows(cur, listdiff.diff_items(prev, cur), tracks=known)
     assert df["rank"].tolist() == [1, 2, 3] and df["change"].tolist() == ["▲ 1", "new", "▼ 2"]
     assert df["title"].tolist() == ["Two", "#9", "One"] and df["score"].iloc[0] == 0.9 and np.isnan(df["score"].iloc[2])
     assert df["artist"].tolist() == ["A", "", "B"] and df["genre"].tolist() == ["Rock", "Jazz", "Folk"]
-    assert df["reason"].tolist()[:2] == ["because you played \u201cOne\u201d", "popular in Jazz"]
+    assert df["reason"].tolist()[:2] == ["because you played \u201cOne by B\u201d", "popular in Jazz"]
+    named = tables.rec_rows(cur, tracks=known, label=lambda t: f"track {t}")
+    assert named["reason"].iloc[0] == "because you played \u201ctrack 1\u201d" and named["change"].tolist() == [""] * 3
     old = tables.rec_rows([{"track_id": 2, "title": "Own", "reason": "because you liked One"}])   # an older document
     assert old["title"].tolist() == ["Own"] and old["reason"].tolist() == ["because you liked One"]
     assert tables.rec_rows(None).empty

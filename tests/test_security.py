@@ -10,7 +10,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from markdown_it import MarkdownIt
@@ -166,16 +165,18 @@ def test_the_audio_player_never_serves_a_file_outside_the_audio_root(tmp_path, m
     (root / "000" / "link.mp3").symlink_to(secret)
     monkeypatch.setenv("MUSICREC_AUDIO_DIR", str(root))
 
-    class Cat:
+    class Snap:
+        """A track map that stores `path` for every track."""
+
         def __init__(self, path):
             self.path = path
 
-        def rows(self, ids):
-            return pd.DataFrame({"path": [self.path]})
+        def path_of(self, track_id):
+            return self.path
 
-    assert data.audio_file(2, Cat("000/000002.mp3")) == root / "000" / "000002.mp3"
+    assert data.audio_file(2, Snap("000/000002.mp3")) == root / "000" / "000002.mp3"
     for bad in (str(secret), "../secret.mp3", "000/../../secret.mp3", "000/link.mp3", "/etc/passwd"):
-        got = data.audio_file(99, Cat(bad))
+        got = data.audio_file(99, Snap(bad))
         assert got is None, (bad, got)
-    assert data.audio_file(2, Cat("../secret.mp3")) == root / "000" / "000002.mp3"   # falls back to FMA's layout
+    assert data.audio_file(2, Snap("../secret.mp3")) == root / "000" / "000002.mp3"   # falls back to FMA's layout
     assert data.audio_file("../../etc", None) is None

@@ -23,13 +23,13 @@ def waiting() -> None:
     st.info(ui.progress_text(snap, "the catalogue"))
 
 
-if ui.store_down() and data.catalogue() is None:
+if ui.store_down() and data.track_map() is None:
     st.stop()
-cat = data.catalogue(wait_s=2.0)
-if cat is None:
+tmap = data.track_map(wait_s=2.0)
+if tmap is None:
     waiting()
     st.stop()
-if len(cat) == 0:
+if len(tmap) == 0:
     st.info("The catalogue is empty: run the feature extraction first.")
     st.stop()
 
@@ -40,11 +40,9 @@ if user:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def base_sample(key: str, _cat) -> pd.DataFrame:
-    frame = _cat.frame
-    drawable = np.flatnonzero(np.isfinite(frame["x"].to_numpy()))
-    pick = drawable[projection.sample_indices(len(drawable), MAP_POINTS)]
-    return frame.iloc[pick][["track_id", "title", "artist", "genre_top", "x", "y"]].reset_index(drop=True)
+def base_sample(key: str, _tmap) -> pd.DataFrame:
+    drawable = np.flatnonzero(np.isfinite(_tmap.x))
+    return _tmap.points(drawable[projection.sample_indices(len(drawable), MAP_POINTS)])
 
 
 def marks(user: str, focus: int | None) -> pd.DataFrame:
@@ -54,7 +52,7 @@ def marks(user: str, focus: int | None) -> pd.DataFrame:
     if user and data.store_up():
         events = data.user_events(user, limit=50)
         weights = tables.taste_weights(events)
-        recent = cat.rows(list(weights))
+        recent = tmap.points_of(list(weights))
         if len(recent):
             parts.append(recent.assign(mark="recent"))
             pos = recent.assign(w=[max(weights.get(t, 0.0), 0.0) for t in recent["track_id"]])
@@ -66,14 +64,14 @@ def marks(user: str, focus: int | None) -> pd.DataFrame:
                 parts.append(taste)
         doc = data.recommendation(user)
         if doc and isinstance(doc.get("items"), list):
-            recs = cat.rows([it.get("track_id") for it in doc["items"] if isinstance(it, dict)])
+            recs = tmap.points_of([it.get("track_id") for it in doc["items"] if isinstance(it, dict)])
             if len(recs):
                 parts.append(recs.assign(mark="recommended"))
     if focus is not None:
-        near = cat.rows([t for t, _ in data.neighbours_of(focus)[1]])
+        near = tmap.points_of([t for t, _ in data.neighbours_of(focus)[1]])
         if len(near):
             parts.append(near.assign(mark="neighbour"))
-        parts.append(cat.rows([focus]).assign(mark="selected"))
+        parts.append(tmap.points_of([focus]).assign(mark="selected"))
     if not parts:
         return pd.DataFrame(columns=["track_id", "title", "artist", "genre_top", "x", "y", "mark"])
     out = pd.concat(parts, ignore_index=True)
@@ -84,8 +82,8 @@ def chart(base: pd.DataFrame, marked: pd.DataFrame) -> alt.Chart:
     tip = ["title", "artist", "genre_top", "track_id"]
     size = 60 if len(base) < 1000 else 25 if len(base) < 3000 else 12
     points = alt.Chart(base).mark_circle(size=size, opacity=0.6).encode(
-        x=alt.X("x:Q", title=f"PC 1 ({cat.explained[0]:.0%} of variance)"),
-        y=alt.Y("y:Q", title=f"PC 2 ({cat.explained[1]:.0%})"),
+        x=alt.X("x:Q", title=f"PC 1 ({tmap.explained[0]:.0%} of variance)"),
+        y=alt.Y("y:Q", title=f"PC 2 ({tmap.explained[1]:.0%})"),
         color=alt.Color("genre_top:N", title="genre", legend=alt.Legend(columns=1, symbolLimit=20)),
         tooltip=tip)
     if marked.empty:
@@ -101,11 +99,10 @@ def chart(base: pd.DataFrame, marked: pd.DataFrame) -> alt.Chart:
 map_slot = st.container()
 st.subheader("More like this")
 search = st.text_input("Find a track", placeholder="title, artist or id", key="track_search")
-found = cat.search(search, limit=100)
+found = tmap.search(search, limit=100)
 focus = None
 if len(found):
-    focus = st.selectbox("Track", found["track_id"].tolist(), key="track_pick",
-                         format_func=lambda t: f"{cat.label(t)} (#{t})")
+    focus = st.selectbox("Track", found.tolist(), key="track_pick", format_func=lambda t: f"{tmap.label(t)} (#{t})")
 else:
     st.caption("No track matches.")
 
@@ -113,19 +110,19 @@ else:
 @st.fragment(run_every=max(10.0, data.refresh_s()))
 def catalogue_map(user: str, focus: int | None) -> None:
     st.subheader("Map")
-    base = base_sample(cat.key, cat)
+    base = base_sample(tmap.key, tmap)
     marked = marks(user, focus)
-    st.caption(f"{len(base):,} of {len(cat):,} tracks drawn, coloured by genre; PCA of the z-scored "
-               f"{cat.n_features} features. Marked: {ui.escape_md(', '.join(sorted(set(marked['mark']))) or 'nothing')}.")
+    st.caption(f"{len(base):,} of {len(tmap):,} tracks drawn, coloured by genre; PCA of the z-scored "
+               f"{tmap.n_features} features. Marked: {ui.escape_md(', '.join(sorted(set(marked['mark']))) or 'nothing')}.")
     st.altair_chart(chart(base, marked), width="stretch")
 
 
 if focus is not None:
     version, pairs = data.neighbours_of(focus)
     if not pairs:
-        st.caption(f"{ui.escape_md(cat.label(focus))} has no neighbours in the current model.")
+        st.caption(f"{ui.escape_md(tmap.label(focus))} has no neighbours in the current model.")
     else:
-        rows = cat.rows([t for t, _ in pairs])
+        rows = tmap.points_of([t for t, _ in pairs])
         dist = dict(pairs)
         table = pd.DataFrame({"title": rows["title"], "artist": rows["artist"], "genre": rows["genre_top"],
                               "distance": [dist[t] for t in rows["track_id"]], "track_id": rows["track_id"]})
@@ -133,7 +130,7 @@ if focus is not None:
         if missing:
             table = pd.concat([table, pd.DataFrame({"title": [f"#{t}" for t in missing], "track_id": missing,
                                                     "distance": [dist[t] for t in missing]})], ignore_index=True)
-        st.caption(f"Nearest to {ui.escape_md(cat.label(focus))} (model {ui.escape_md(version or '–')}):")
+        st.caption(f"Nearest to {ui.escape_md(tmap.label(focus))} (model {ui.escape_md(version or '–')}):")
         st.table(table.reset_index(drop=True).style.format({"distance": "{:.3f}"}, na_rep=""))
 
 with map_slot:

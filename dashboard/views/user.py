@@ -69,7 +69,7 @@ def recommendations(user: str) -> None:
             more = f" (+{len(change.removed) - 5})" if len(change.removed) > 5 else ""
             st.caption(f"How the list changed since batch {ui.code(previous[0][0])}: {ui.escape_md(change.text())}"
                        + (f"; dropped: {ui.escape_md(dropped)}{more}" if dropped else ""))
-        rows = tables.rec_rows(items, change, track=data.track, label=data.track_label)
+        rows = tables.rec_rows(items, change, tracks=data.tracks(), label=data.track_label)
         if rows.empty:
             st.info("The list is empty.")
         else:
@@ -90,9 +90,9 @@ recommendations(user)
 st.subheader("Listen")
 doc = data.recommendation(user)
 items = doc.get("items") if doc and isinstance(doc.get("items"), list) else []
-cat = data.catalogue()
+snap = data.track_map()
 playable = [(it.get("track_id"), path) for it in items if isinstance(it, dict)
-            for path in [data.audio_file(it.get("track_id"), cat)] if path is not None]
+            for path in [data.audio_file(it.get("track_id"), snap)] if path is not None]
 if not playable:
     st.caption("No clip of these recommendations is on disk (audio_dir: "
                f"{data.settings().audio_dir}).")

@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     dashboard_address: str = Field("127.0.0.1", description="address Streamlit listens on (0.0.0.0: every interface)")
     dashboard_ttl_s: float = Field(2.0, description="cache TTL of dashboard queries")
     dashboard_cache_dir: Path = Field(ROOT / "data" / "cache" / "dashboard",
-                                      description="dashboard's local snapshots of the catalogue and neighbours")
+                                      description="dashboard's local snapshot of the catalogue and its 2-D map")
 
     @field_validator("mongo_uri")
     @classmethod

@@ -226,7 +226,9 @@ class Catalogue:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{id(self)}.tmp")
             with open(tmp, "wb") as fh:
-                np.savez(fh, **self._arrays(), **{f"extra_{k}": v for k, v in (extra or {}).items()})
+                # compressed: the fixed-width text columns are mostly padding (100k tracks without vectors,
+                # titles of 15-75 characters: 1.2 MB instead of 40 MB)
+                np.savez_compressed(fh, **self._arrays(), **{f"extra_{k}": v for k, v in (extra or {}).items()})
             tmp.replace(path)
         return str(path)
 

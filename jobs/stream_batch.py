@@ -167,6 +167,7 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
             for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
     for d in docs if states is not None else ():
         d.update(states[d["_id"]])
+    t_rank = _ms()
     at = sk.now_utc()
     dead_docs = [
         sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
@@ -180,7 +181,6 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
             r = cat.row(e["track_id"])
             feed.append(sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None,
                                         artist=str(cat.artist[r]) if r >= 0 else None, at=at))
-    t_rank = _ms()
     written: dict[str, int] = {}        # user -> when the part holding their document was written (ms)
 
     def write(part):

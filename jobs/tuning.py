@@ -59,7 +59,7 @@ def tune(spaces: dict[int, np.ndarray], ids: np.ndarray, query_pos: np.ndarray, 
     exclude = [[int(ids[p])] for p in query_pos]
     trials = []
     bar = progress_bar(total=len(spaces) * len(grid.bucket_factor) * len(grid.band_size), desc="tuning LSH",
-               unit="index", disable=not progress, leave=False)
+                       unit="index", disable=not progress, leave=False)
     for pca_k, space in spaces.items():
         x = np.ascontiguousarray(space, dtype=np.float32)
         dim = x.shape[1]

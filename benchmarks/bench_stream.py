@@ -237,6 +237,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
 
 FLOOR_VARIANTS = {
     "as shipped": {},
+    "zips re-read every task (pyspark's worker)": {"stream_lazy_zip_caches": False},
     "two tasks per batch": {"stream_partitions": 2},
 }
 

@@ -187,6 +187,9 @@ class Settings(BaseSettings):
                                    "over them by a shuffle)")
     stream_state_cache_users: int = Field(50_000, description="users' states a stream worker keeps per partition "
                                           "between micro-batches (0: read every user from the store)")
+    stream_lazy_zip_caches: bool = Field(True, description="a stream worker re-reads a zip archive on its Python "
+                                         "path only when it changed (pyspark 4.1 on Python < 3.12 re-reads them "
+                                         "all before every task; false: as pyspark does)")
     activity_feed_size: int = Field(500, description="newest events kept in the activity feed collection")
     stream_batches_kept: int = Field(5000, description="newest micro-batch metrics documents kept (0: all)")
 

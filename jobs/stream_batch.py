@@ -357,8 +357,11 @@ class ServePartition:
 
         from pyspark import TaskContext
 
+        from common.worker_imports import lazy_zip_caches
+
         numba.set_num_threads(min(self.numba_threads, numba.config.NUMBA_NUM_THREADS))  # one task, one core
         s = self.settings
+        lazy_zip_caches(s.stream_lazy_zip_caches)   # from this worker's next task on (common.worker_imports)
         cache = state_cache(TaskContext.get().partitionId(), s.stream_state_cache_users)
         frames = list(frames)
         pdf = pd.concat(frames, ignore_index=True) if frames else None

@@ -238,6 +238,7 @@ def ceiling(spark, base: Settings, bundle, catalogue, name: str, args) -> dict:
 FLOOR_VARIANTS = {
     "as shipped": {},
     "zips re-read every task (pyspark's worker)": {"stream_lazy_zip_caches": False},
+    "checkpoint logs with .crc files (Hadoop's default)": {"stream_checkpoint_checksums": True},
     "two tasks per batch": {"stream_partitions": 2},
 }
 
@@ -285,7 +286,8 @@ def floor(spark, base: Settings, bundle, catalogue, name: str, args, variant: st
     dur = lambda k: med([p["durationMs"].get(k, 0) for p in progress])  # noqa: E731
     return {"variant": variant, "batches": len(progress), "trigger_ms": dur("triggerExecution"),
             "add_batch_ms": dur("addBatch"), "planning_ms": dur("queryPlanning"), "offsets_ms": dur("walCommit") +
-            dur("latestOffset") + dur("commitOffsets"),
+            dur("latestOffset") + dur("commitOffsets"), "latest_offset_ms": dur("latestOffset"),
+            "wal_commit_ms": dur("walCommit"), "commit_offsets_ms": dur("commitOffsets"),
             "spark_ms": med([b["spark_ms"] for b in batches]), "read_ms": med([b.get("read_ms", 0) for b in batches]),
             "rank_ms": med([b["rank_ms"] for b in batches]), "write_ms": med([b["write_ms"] for b in batches]),
             "users": med([b["users"] for b in batches])}

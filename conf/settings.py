@@ -187,6 +187,10 @@ class Settings(BaseSettings):
                                    "over them by a shuffle)")
     stream_state_cache_users: int = Field(50_000, description="users' states a stream worker keeps per partition "
                                           "between micro-batches (0: read every user from the store)")
+    stream_checkpoint_checksums: bool = Field(False, description="a stream checkpoint on a local disk keeps "
+                                              "Hadoop's .crc file beside each offset and commit log file "
+                                              "(false: about 60 ms less per micro-batch; other file systems "
+                                              "are unaffected)")
     stream_lazy_zip_caches: bool = Field(True, description="a stream worker re-reads a zip archive on its Python "
                                          "path only when it changed (pyspark 4.1 on Python < 3.12 re-reads them "
                                          "all before every task; false: as pyspark does)")

@@ -269,6 +269,7 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(spark, model
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "recommend_stream: idle after" in done.stdout
     assert not _batches(ckpt / "offsets") - _batches(ckpt / "commits")     # the batch in flight was replayed
+    assert not list(ckpt.rglob("*.crc"))       # the checkpoint's logs were written without side files
 
     a = {d["_id"]: sk.comparable(d, across_runs=True) for d in mongo[whole.coll_recommendations].find()}
     b = {d["_id"]: sk.comparable(d, across_runs=True) for d in mongo[killed.coll_recommendations].find()}

@@ -130,10 +130,16 @@ class Catalogue:
         return np.where(keys[pos] == want, order[pos], -1)
 
     def row(self, track_id) -> int:
+        """Row of one id (-1 if the catalogue does not hold it, or it is no integer): a dict lookup, as
+        every event of the stream validates its track and reads its duration one at a time."""
         try:
-            return int(self.rows([int(track_id)])[0])
+            key = int(track_id)
         except (TypeError, ValueError, OverflowError):
             return -1
+        if "row_of" not in self._cache:     # the first row of a repeated id, as `rows` gives
+            n = len(self.ids)
+            self._cache["row_of"] = dict(zip(self.ids[::-1].tolist(), range(n - 1, -1, -1)))
+        return self._cache["row_of"].get(key, -1)
 
     def __contains__(self, track_id) -> bool:
         return self.row(track_id) >= 0

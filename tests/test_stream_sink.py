@@ -88,6 +88,7 @@ def test_the_activity_feed_and_batch_metrics_stay_bounded(sink, mongo):
     for b in range(25):
         sink_._last_batch_trim = 0.0
         sink_.write_batch({"_id": b, "events": 1, "written_at": sk.now_utc()})
+        sink_.housekeeping()
     ids = sorted(d["_id"] for d in mongo[s.coll_batches].find())
     assert ids[-1] == 24 and len(ids) <= s.stream_batches_kept
 

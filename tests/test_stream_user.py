@@ -14,6 +14,7 @@ from jobs import recommend_stream as rs
 from jobs import stream_sink as sk
 from jobs import taste
 from common.catalogue import Catalogue
+from conf import Settings
 from jobs import ranking
 from jobs import stream_batch as sb
 from jobs.lsh import BandedIndex
@@ -184,7 +185,7 @@ class MemorySink:
         self.batches[doc["_id"]] = doc
 
 
-    def maybe_trim_activity(self):
+    def housekeeping(self):
         return 0
 
 
@@ -223,6 +224,38 @@ def serve(pdf, served, sink, batch_id, **how):
     rows = [sb.serve_frame(p, served, sink, batch_id=batch_id, top_k=5, max_per_artist=2, feed_size=500, **how)
             for p in parts]
     return sb.merge_metrics(rows, batch_id, served.version, duration_ms=10)
+
+
+def test_the_feed_trim_runs_beside_the_micro_batches_never_inside_one():
+    import threading
+
+    release, ran, lines = threading.Event(), [], []
+
+    class SlowSink(MemorySink):
+        def housekeeping(self):             # the local store's full scan, held open by the test
+            ran.append(1)
+            if len(ran) == 2:
+                raise ConnectionError("store down")
+            release.wait(30)
+            return 0
+
+    coordinator = sb.BatchCoordinator(Settings(), models=None, sink=SlowSink(), log=lines.append)
+    row = {"users": 1, "events": 1, "dead": 0, "candidates": 5, "read_ms": 0, "cached": 0, "rank_ms": 1,
+           "write_ms": 1, "task_ms": 2, "latencies": [3], "offsets": "[]"}
+    coordinator.finish([row], 0, "v", 10)               # starts a trim, which hangs
+    assert coordinator.sink.batches[0]["events"] == 1
+    for b in (1, 2):                                    # batches go on, and no second trim piles up
+        coordinator.finish([row], b, "v", 10)
+        assert b in coordinator.sink.batches
+    assert len(ran) == 1 and not coordinator.housekeeping.start_if_idle()
+    release.set()
+    coordinator.housekeeping.wait(10)
+    coordinator.finish([row], 3, "v", 10)                # the next trim starts, and fails
+    coordinator.housekeeping.wait(10)
+    assert len(ran) == 2 and lines == []
+    coordinator.finish([row], 4, "v", 10)                # the failure is said in one line; a third starts
+    coordinator.housekeeping.wait(10)
+    assert len(ran) == 3 and len(lines) == 1 and "ConnectionError" in lines[0]
 
 
 def test_a_replayed_batch_writes_the_same_documents(served):

@@ -32,6 +32,24 @@ def load_catalogue(settings, model_version: str | None = None) -> Catalogue:
     return model_catalogue(settings, load_bundle(settings, model_version))
 
 
+class Weighted:
+    """Draws an index with probabilities `p`, as `rng.choice(len(p), p=p)` does and with the same result
+    for the same generator state (its CDF, then `searchsorted` of one `rng.random()`), but with the CDF
+    built once: `choice` rebuilds and checks it on every call, O(catalogue) per pick (about 0.3 ms at
+    10k tracks, 3 ms at 100k), which made the simulator compete with the stream it loads."""
+
+    def __init__(self, p):
+        cdf = np.asarray(p, dtype=np.float64).cumsum()
+        cdf /= cdf[-1]
+        self.cdf = cdf
+
+    def __len__(self) -> int:
+        return len(self.cdf)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        return int(self.cdf.searchsorted(rng.random(), side="right"))
+
+
 def zipf_weights(listens: np.ndarray, s: float) -> np.ndarray:
     """p_i ~ 1 / rank_i^s, ranks by listens (ties by position), normalised."""
     order = np.lexsort((np.arange(len(listens)), -np.asarray(listens)))
@@ -98,8 +116,10 @@ class Simulator:
             tastes.append(w @ centroids[gs] + rng.normal(size=cat.vectors.shape[1]) * spread * behaviour.taste_noise
                           / np.sqrt(cat.vectors.shape[1]))
         self.tastes = np.array(tastes)
-        self.pop_all = zipf_weights(cat.listens, behaviour.zipf_s)
-        self.pop_genre = [zipf_weights(cat.listens[cat.rows_of_genre[g]], behaviour.zipf_s) for g in cat.genres]
+        self.pop_all = Weighted(zipf_weights(cat.listens, behaviour.zipf_s))
+        self.pop_genre = [Weighted(zipf_weights(cat.listens[cat.rows_of_genre[g]], behaviour.zipf_s))
+                          for g in cat.genres]
+        self.genre_pick = [Weighted(w) for w in self.user_weights]
         sample = rng.choice(len(cat), size=min(len(cat), 500), replace=False)
         d = np.linalg.norm(self.tastes[rng.integers(0, n_users, 500)][:, None, :] - cat.vectors[sample][None], axis=2)
         self.d_mid = float(np.median(d))
@@ -130,10 +150,10 @@ class Simulator:
     def pick_track(self, u: int) -> int:
         rng, cat = self.rng, self.cat
         if rng.random() < self.b.genre_loyalty:
-            g = int(rng.choice(self.user_genres[u], p=self.user_weights[u]))
+            g = int(self.user_genres[u][self.genre_pick[u].draw(rng)])
             rows = cat.rows_of_genre[cat.genres[g]]
-            return int(rows[rng.choice(len(rows), p=self.pop_genre[g])])
-        return int(rng.choice(len(cat), p=self.pop_all))
+            return int(rows[self.pop_genre[g].draw(rng)])
+        return self.pop_all.draw(rng)
 
     def skip_probability(self, u: int, row: int) -> float:
         d = float(np.linalg.norm(self.tastes[u] - self.cat.vectors[row]))

@@ -12,7 +12,7 @@ import pytest
 
 from jobs import events as ev
 from common.catalogue import Catalogue
-from simulator.behaviour import BAD_KINDS, Simulator, zipf_weights
+from simulator.behaviour import BAD_KINDS, Simulator, Weighted, zipf_weights
 
 GENRES = ["Rock", "Folk", "Jazz", "Electronic"]
 
@@ -114,6 +114,15 @@ def test_zipf_weights():
     w = zipf_weights(np.array([10, 1000, 100, 100]), 1.0)
     assert w.sum() == pytest.approx(1.0)
     assert w[1] == pytest.approx(2 * w[2]) and w[2] > w[3] > w[0]
+
+
+def test_weighted_draws_what_numpy_choice_draws_from_the_same_state():
+    p = zipf_weights(np.random.default_rng(1).integers(0, 10_000, 5000), 1.1)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    w = Weighted(p)
+    mine = [w.draw(a) for _ in range(2000)]
+    assert mine == [int(b.choice(len(p), p=p)) for _ in range(2000)]
+    assert len(set(mine)) > 100 and Weighted([0.0, 1.0, 0.0]).draw(a) == 1
 
 
 def test_bad_records_are_rejected_with_every_reason(cat):

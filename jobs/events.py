@@ -162,6 +162,8 @@ _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\
 
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be an id (stored, encoded as UTF-8, shown in the dashboard), or None."""
+    if value.isascii() and value.isprintable():     # most ids: no surrogate, no bidi, no control character
+        return None
     for i, ch in enumerate(value):
         o = ord(ch)
         if 0xD800 <= o <= 0xDFFF:

@@ -141,3 +141,12 @@ def test_a_failing_catalogue_lookup_is_a_reject_not_a_crash():
 def test_all_reason_codes_are_distinct_words():
     assert len(set(ev.REASON_CODES)) == len(ev.REASON_CODES)
     assert all(c.isidentifier() for c in ev.REASON_CODES)
+
+
+def test_text_problem_on_every_ascii_character_and_beyond():
+    from jobs.events import text_problem
+
+    for c in range(0x80):          # the all-printable-ASCII fast path and the full scan agree
+        assert (text_problem(f"user-{chr(c)}-1") is None) == (0x20 <= c < 0x7F), hex(c)
+    assert "U+0085" in text_problem("a\x85b") and "bidirectional" in text_problem("a\u2066b")
+    assert "surrogate" in text_problem("a\udc80") and text_problem("Zoë – ♫") is None

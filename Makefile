@@ -21,7 +21,7 @@ demo: up          ## run the whole pipeline on the demo corpus
 	@bash scripts/demo.sh
 
 test: up          ## unit and integration tests over the real services
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=25
 
 test-cluster: up  ## only the cluster test (tests/test_cluster.py: the jobs on a local standalone cluster vs local[2]; also in `make test`)
 	@$(PY) -m pytest -q -m cluster tests/test_cluster.py

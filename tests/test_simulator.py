@@ -157,20 +157,30 @@ def test_cli_help_and_bad_arguments():
     assert parse_args([]).duration == 60 and parse_args(["--events", "5"]).duration is None
 
 
+def test_the_live_linger_grows_with_the_rate_from_5_to_25_ms():
+    from simulator.produce import live_linger_ms
+
+    assert [live_linger_ms(r) for r in (1, 20, 100, 200, 400, 1000, 5000)] == [5, 5, 5, 5, 10, 25, 25]
+
+
 # --- Kafka ---------------------------------------------------------------------------------------------
 
 @pytest.mark.integration
-def test_live_rate_is_held_and_5000_per_second_is_reachable(cat, settings):
+def test_live_rate_is_held_and_5000_per_second_is_reachable(cat, settings, monkeypatch):
     from confluent_kafka import Consumer
 
+    from simulator import produce
     from simulator.produce import run_live
     from stack.services import ensure_topics
 
+    lingers, real = [], produce.make_producer
+    monkeypatch.setattr(produce, "make_producer", lambda st, **o: lingers.append(o.get("linger.ms")) or real(st, **o))
     s = settings.model_copy(update={"topic_activity": settings.topic_activity + "-sim"})
     ensure_topics(s)
     sim = Simulator(cat, 10_000, seed=1)
     paced = run_live(sim, s, 1000, duration=2.0, progress=False)
     assert paced.failed == 0 and 1800 <= paced.sent <= 2100
+    assert lingers == [25]      # the real producer, with the linger of its rate
     assert 900 <= paced.rate <= 1100
     fast = run_live(sim, s, 1_000_000, max_events=30_000, progress=False)
     assert fast.failed == 0 and fast.sent == 30_000

@@ -75,15 +75,19 @@ def storable(value):
     return value
 
 
-def upsert_documents(coll, docs, settings: Settings) -> int:
+def upsert_documents(coll, docs, settings: Settings, on_written=None) -> int:
     """Replace-or-insert each document by `_id`, in unordered commands of `store_statements_per_command`
-    upserts. Idempotent, atomic per document: a reader sees the old or the new version, never none."""
+    upserts. Idempotent, atomic per document: a reader sees the old or the new version, never none.
+    `on_written(ids)`: called after each command with the `_id`s it wrote (acknowledged, readable)."""
     from pymongo import ReplaceOne
 
     docs = [storable(d) for d in docs]
     step = pool_limits(settings).statements
     for s in range(0, len(docs), step):
-        coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[s:s + step]], ordered=False)
+        chunk = docs[s:s + step]
+        coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
+        if on_written is not None:
+            on_written([d["_id"] for d in chunk])
     return len(docs)
 
 

@@ -145,16 +145,20 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
 
     The users' documents go in `writers` concurrent parts (threads; pymongo is thread-safe) beside the
-    dead letters and the activity feed; `states` (user -> `state` and `applied`, from
-    recommend_stream.apply_batch) are stored in them. An event's latency ends when the part holding its
-    user's document is written. `replayed_events`: events applied by an earlier attempt of this batch
+    dead letters and the activity feed, the users whose oldest event of the batch is oldest first;
+    `states` (user -> `state` and `applied`, from recommend_stream.apply_batch) are stored in them. An
+    event's latency ends when the store acknowledges the command holding its user's document (from then
+    on a reader sees the new list). `replayed_events`: events applied by an earlier attempt of this batch
     (counted, not measured). (Ranking 200 users at a time while the chunks already ranked were written
     measured no faster: the store's processes and the ranking share the same two cores.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = _ms()
-    users = pdf[pdf["kind"] == "user"].sort_values("user_id", kind="stable")
     events = pdf[pdf["kind"] == "event"]
+    oldest = events.groupby("user_id")["event_time"].min()
+    users = pdf[pdf["kind"] == "user"]
+    users = users.iloc[np.lexsort((users["user_id"].to_numpy(dtype=object),
+                                   users["user_id"].map(oldest).fillna(np.inf).to_numpy(dtype=np.float64)))]
     feed_events = pdf[pdf["kind"].isin(["event", "replayed"])]
     dead = pdf[pdf["kind"] == "dead"]
     cat = served.catalogue
@@ -185,8 +189,7 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     written: dict[str, int] = {}        # user -> when the part holding their document was written (ms)
 
     def write(part):
-        sink.write_recommendations(part)
-        written.update(dict.fromkeys((d["_id"] for d in part), _ms()))
+        sink.write_recommendations(part, on_written=lambda ids: written.update(dict.fromkeys(ids, _ms())))
 
     with ThreadPoolExecutor(max(1, int(writers))) as pool:
         pending = [pool.submit(write, p) for p in parts(docs, writers)]

@@ -144,11 +144,12 @@ class Sink:
         self._last_batch_trim = 0.0
         self._newest_batch = -1
 
-    def write_recommendations(self, docs: list[dict]) -> int:
-        """One document per user, replaced whole by an upsert (common.store.upsert_documents)."""
+    def write_recommendations(self, docs: list[dict], on_written=None) -> int:
+        """One document per user, replaced whole by an upsert (common.store.upsert_documents); `on_written(ids)`
+        after each command, with the users it wrote."""
         from common.store import upsert_documents
 
-        return upsert_documents(self.db[self.settings.coll_recommendations], docs, self.settings)
+        return upsert_documents(self.db[self.settings.coll_recommendations], docs, self.settings, on_written)
 
     def _insert_new(self, collection: str, docs: list[dict]) -> int:
         """Insert, ignoring documents whose _id exists already (a replayed batch)."""

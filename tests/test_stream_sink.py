@@ -36,6 +36,23 @@ def test_replacing_many_existing_documents_in_one_batch(sink, mongo):
     assert len(docs) == 250 and {d["batch_id"] for d in docs} == {2} and {d["n_events"] for d in docs} == {2}
 
 
+def test_each_command_is_reported_once_its_documents_can_be_read(sink, mongo):
+    # the stream's latency ends at this report: by then a reader must see the new document
+    sink_, s = sink
+    step = s.store_statements_per_command
+    sink_.write_recommendations([rec(f"u{i}", 1, 1) for i in range(25)])
+    seen = []
+
+    def on_written(ids):
+        stored = {d["_id"]: d["batch_id"] for d in mongo[s.coll_recommendations].find({"_id": {"$in": ids}})}
+        seen.append((ids, stored))
+
+    sink_.write_recommendations([rec(f"u{i}", 2, 2) for i in range(25)], on_written=on_written)
+    assert [len(ids) for ids, _ in seen] == [step, step, 25 - 2 * step]
+    assert [u for ids, _ in seen for u in ids] == [f"u{i}" for i in range(25)]
+    assert all(stored == dict.fromkeys(ids, 2) for ids, stored in seen)
+
+
 def test_a_batch_mixing_new_and_existing_users(sink, mongo):
     sink_, s = sink
     sink_.write_recommendations([rec(f"u{i}", 1, 1) for i in range(0, 40, 2)])    # the even users

@@ -170,8 +170,10 @@ class MemorySink:
     def __init__(self):
         self.recs, self.dead, self.feed, self.batches = {}, {}, {}, {}
 
-    def write_recommendations(self, docs):
+    def write_recommendations(self, docs, on_written=None):
         self.recs.update({d["_id"]: d for d in docs})
+        if on_written is not None:
+            on_written([d["_id"] for d in docs])
 
     def write_dead_letters(self, docs):
         for d in docs:
@@ -290,6 +292,36 @@ def test_a_replayed_batch_writes_the_same_documents(served):
               "latency_ms_p99", "latency_hist"):
         first.pop(k), second.pop(k)
     assert first == second
+
+
+def test_the_longest_waiting_user_is_written_first_and_each_latency_ends_at_its_own_command(served):
+    import time
+
+    class OneCommandPerUser(MemorySink):
+        """Acknowledges each user's document on its own, 60 ms apart."""
+        def __init__(self):
+            super().__init__()
+            self.order = []
+
+        def write_recommendations(self, docs, on_written=None):
+            for d in docs:
+                time.sleep(0.06)
+                self.recs[d["_id"]] = d
+                self.order.append(d["_id"])
+                on_written([d["_id"]])
+
+    # u2's events come first (event times 0-5 s), u1's after (6-11 s): u2 has waited longest
+    records = [rec(event(i, 10 + i, "complete", user="u2" if i < 6 else "u1"), i, key="u2" if i < 6 else "u1")
+               for i in range(12)]
+    pdf = batch_frame(records)
+    sink = OneCommandPerUser()
+    row = sb.serve_frame(pdf, served, sink, batch_id=1, top_k=5, max_per_artist=2, feed_size=0)
+    assert sink.order == ["u2", "u1"]
+    events = pdf[pdf["kind"] == "event"]
+    acked = events["event_time"].to_numpy(dtype=np.int64) + np.asarray(row["latencies"])   # when each was served
+    by_user = {u: set(acked[(events["user_id"] == u).to_numpy()].tolist()) for u in ("u1", "u2")}
+    assert all(len(v) == 1 for v in by_user.values())          # one acknowledgement per user, for all its events
+    assert min(by_user["u1"]) - max(by_user["u2"]) >= 50       # u1's document was acknowledged a command later
 
 
 def test_the_served_model_ships_as_one_file_named_by_its_content(served, tmp_path):

@@ -362,7 +362,7 @@ def state_doc_format1(st, texts) -> dict:
 def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
     """Milliseconds per user of writing recommendation documents (upserts over `users` existing users,
     each written with the same shape before and changed since: another batch id and time, as the stream's
-    next micro-batch writes it; the store skips a replacement that changes nothing, which measured 2.4x
+    next micro-batch writes it; the store skips a replacement that changes nothing, which measured 2.6-2.7x
     cheaper), from one writer and from two and four at once: the items
     with and without the titles copied in, and with the user's state as the stream stores it, after the
     simulated users' ~20 events and at every cap of a long-lived listener (state format 1 against 2)."""

@@ -186,7 +186,7 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
             r = cat.row(e["track_id"])
             feed.append(sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None,
                                         artist=str(cat.artist[r]) if r >= 0 else None, at=at))
-    written: dict[str, int] = {}        # user -> when the part holding their document was written (ms)
+    written: dict[str, int] = {}        # user -> when the command holding their document was acknowledged (ms)
 
     def write(part):
         sink.write_recommendations(part, on_written=lambda ids: written.update(dict.fromkeys(ids, _ms())))

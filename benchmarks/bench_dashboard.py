@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # no "missing ScriptRunContext" noise from AppTest
 
+from common.reclist import items_of  # noqa: E402
 from conf import get_settings  # noqa: E402
 from dashboard import indexes, listdiff, metrics, store, synthetic, tables, trackmap  # noqa: E402
 
@@ -132,7 +133,7 @@ def data_rows(db, s, args, ferret: bool) -> list[list[str]]:
     add("User", "user's events (find {user_id} sorted)", lambda: store.user_events(db, s, user, 20))
     add("Catalogue", "a track's neighbours by _id", lambda: store.neighbours_of(db, s, args.tracks // 2))
     doc = store.recommendation(db, s, user)
-    add("User", "rows + list diff", lambda: tables.rec_rows(doc["items"], listdiff.diff_items(doc["items"][::-1], doc["items"])))
+    add("User", "rows + list diff", lambda: tables.rec_rows(items_of(doc), listdiff.diff_items(items_of(doc)[::-1], items_of(doc))))
     add("Model", "models + pointer", lambda: store.models(db, s))
     add("(background)", "user list (all recommendations)", lambda: store.user_list(db, s), runs=1)
     return rows, events

@@ -364,8 +364,9 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
     each written with the same shape before and changed since: another batch id and time, as the stream's
     next micro-batch writes it; the store skips a replacement that changes nothing, which measured 2.6-2.7x
     cheaper), from one writer and from two and four at once: the items
-    with and without the titles copied in, and with the user's state as the stream stores it, after the
-    simulated users' ~20 events and at every cap of a long-lived listener (state format 1 against 2)."""
+    with and without the titles copied in, as a list of sub-documents (before) and by field (common.reclist,
+    now), and with the user's state as the stream stores it, after the simulated users' ~20 events and at
+    every cap of a long-lived listener (state format 1 against 2)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import bson
@@ -382,20 +383,24 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
     db = database(s, 30_000)
     rng = np.random.default_rng(4)
     capped = [capped_state(st, rng) for st in frame["state"]]
-    variants = {
-        "ids + titles (before)": (True, None),
-        "ids only": (False, None),
-        "ids + state, ~20 events": (False, [rs.state_doc(st) for st in frame["state"]]),
-        "ids + state at every cap, format 1 (before)": (False, [state_doc_format1(st, t) for st, t in capped]),
-        "ids + state at every cap, format 2 (now)": (False, [rs.state_doc(st) for st, _ in capped]),
+    twenty = [rs.state_doc(st) for st in frame["state"]]
+    variants = {        # (titles copied in, states, items as a list of sub-documents rather than by field)
+        "ids + titles, item list (before)": (True, None, True),
+        "ids, item list": (False, None, True),
+        "ids + state ~20 events, item list (before)": (False, twenty, True),
+        "ids + state ~20 events, by field (now)": (False, twenty, False),
+        "ids + state at every cap, format 1 (before)": (False, [state_doc_format1(st, t) for st, t in capped], False),
+        "ids + state at every cap, format 2 (now)": (False, [rs.state_doc(st) for st, _ in capped], False),
     }
     out = []
-    for what, (text, states) in variants.items():
-        docs = [sk.recommendation_doc(u, [sb.item_doc(it, cat, with_text=text) for it in its], model_version=bundle.version,
-                                      event_time_max_ms=0, n_events=1, offsets={"topic": "t", "partition": 0,
-                                                                                "offset": 0},
+    for what, (text, states, as_list) in variants.items():
+        lists = [[sb.item_doc(it, cat, with_text=text) for it in its] for its in items]
+        docs = [sk.recommendation_doc(u, li, model_version=bundle.version, event_time_max_ms=0, n_events=1,
+                                      offsets={"topic": "t", "partition": 0, "offset": 0},
                                       batch_id=0, updated_at=sk.now_utc(), candidates=int(c))
-                for u, its, c in zip(frame["user_id"], items, n_cand)]
+                for u, li, c in zip(frame["user_id"], lists, n_cand)]
+        for d, li in zip(docs, lists if as_list else ()):
+            d["items"] = li     # the shape documents had before common.reclist
         for d, st in zip(docs, states or ()):
             d.update(state=st, applied={"query": "bench", "batch": 0, "events": 1})
         size = float(np.mean([len(bson.encode(d)) for d in docs]))
@@ -591,7 +596,7 @@ def main(argv=None) -> int:
         print()
         print(f"Write cost per user ({args.write_users} existing users' documents replaced; ratio against one writer "
               f"with titles in the items)")
-        print("items | bytes per document | writers | ms per user | vs baseline")
+        print("document | bytes per document | writers | ms per user | vs baseline")
         print("--- | --- | --- | --- | ---")
         b = writes[0]["ms_per_user"]
         for w in writes:

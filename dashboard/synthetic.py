@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from benchmarks.synthetic import FEATURE_DIM, GENRES, SyntheticTracks, clustered, track_documents  # noqa: F401
+from common import reclist
 from conf import Settings
 
 ACTIONS = ("play", "complete", "skip", "like", "dislike")
@@ -86,7 +87,7 @@ def rec_items(tracks: list[dict], rng, k: int = 10) -> list[dict]:
 def recommendation_doc(user: str, items: list[dict], batch_id: int, version: str = "v002",
                        at: datetime | None = None) -> dict:
     at = at or datetime.now(timezone.utc)
-    return {"_id": user, "user_id": user, "items": items, "model_version": version, "event_time_max": at,
+    return {"_id": user, "user_id": user, "items": reclist.pack(items), "model_version": version, "event_time_max": at,
             "updated_at": at, "batch_id": batch_id, "offsets": {"0": batch_id * 10}, "n_events": batch_id}
 
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from common import reclist
 from jobs import events as ev
 
 RAW_MAX_CHARS = ev.RAW_KEEP_BYTES   # raw values longer than this many bytes are stored cut
@@ -38,7 +39,8 @@ def now_utc() -> datetime:
 def recommendation_doc(user_id: str, items: list[dict], *, model_version: str, event_time_max_ms: int,
                        n_events: int, offsets: dict, batch_id: int, updated_at: datetime,
                        candidates: int) -> dict:
-    return {"_id": user_id, "user_id": user_id, "items": items, "model_version": model_version,
+    """`items`: the list as `ranking.Item.to_doc` gives it, stored by field (common.reclist)."""
+    return {"_id": user_id, "user_id": user_id, "items": reclist.pack(items), "model_version": model_version,
             "event_time_max": utc_ms(event_time_max_ms), "updated_at": updated_at, "batch_id": int(batch_id),
             "offsets": offsets, "n_events": int(n_events), "candidates": int(candidates)}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from common.reclist import items_of
 from dashboard import tables
 
 pytestmark = pytest.mark.integration
@@ -135,9 +136,9 @@ def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, e
     assert at.selectbox(key="user_pick").value == user
     table = at.table[0].value
     tracks = {t["_id"]: t for t in written[env.coll_tracks]}
-    assert len(doc["items"]) > 0 and table["title"].tolist() == [tracks[it["track_id"]]["title"] for it in doc["items"]]
-    assert table["genre"].tolist() == [tracks[it["track_id"]]["genre_top"] or "" for it in doc["items"]]
-    for it, reason in zip(doc["items"], table["reason"]):     # reasons name the user's own track by title
+    assert len(items_of(doc)) > 0 and table["title"].tolist() == [tracks[it["track_id"]]["title"] for it in items_of(doc)]
+    assert table["genre"].tolist() == [tracks[it["track_id"]]["genre_top"] or "" for it in items_of(doc)]
+    for it, reason in zip(items_of(doc), table["reason"]):     # reasons name the user's own track by title
         assert (tracks[it["reason_track_id"]]["title"] in reason) if it.get("reason_track_id") else reason
     assert any("first version this dashboard has seen" in c for c in texts(at, "caption"))
     mine = [e for e in written[env.coll_activity] if e["user_id"] == user]
@@ -146,7 +147,7 @@ def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, e
 
     # the user likes the top three of the list: the streaming job folds the events in and rewrites the
     # document, and the open page shows the new list (the liked tracks, now heard, are gone) and the change
-    liked = [it["track_id"] for it in doc["items"][:3]]
+    liked = [it["track_id"] for it in items_of(doc)[:3]]
     t0 = int(time.time() * 1000)
     events = [{"event_id": f"dash-{user}-{i}", "user_id": user, "track_id": tid, "action": "like",
                "event_time": t0 + i, "ms_played": 30_000, "session_id": "dash-test"} for i, tid in enumerate(liked)]
@@ -154,14 +155,14 @@ def test_user_page_shows_recommendations_activity_and_changes(pipeline, store, e
     pipeline.stream()
     new = coll.find_one({"_id": user})
     assert new["batch_id"] != doc["batch_id"] and new["n_events"] == doc["n_events"] + 3
-    titles = [tracks[it["track_id"]]["title"] for it in new["items"]]
+    titles = [tracks[it["track_id"]]["title"] for it in items_of(new)]
     run_until(at, lambda a: a.table[0].value["title"].tolist() == titles, 30, "the new list")
-    assert not {it["track_id"] for it in new["items"]} & set(liked)
+    assert not {it["track_id"] for it in items_of(new)} & set(liked)
     change = next(c for c in texts(at, "caption") if c.startswith("How the list changed since batch"))
     assert f"batch `{doc['batch_id']}`" in change and "dropped" in change
     # every clip of the corpus is on disk: the player offers one of the recommended tracks
     at.run()
-    assert at.selectbox(key="clip").value in {it["track_id"] for it in new["items"]} and len(at.get("audio")) == 1
+    assert at.selectbox(key="clip").value in {it["track_id"] for it in items_of(new)} and len(at.get("audio")) == 1
 
 
 def test_user_search_filters_the_user_list(pipeline, store, env, user):
@@ -209,7 +210,7 @@ def test_catalogue_page_maps_tracks_and_finds_more_like_this(store, env, user):
     assert len(spec["layer"]) == 2 and sorted(len(d) for d in datasets)[-1] == n
     marked = next(d for d in datasets if "mark" in d.columns)
     current = db[env.coll_recommendations].find_one({"_id": user})
-    assert set(marked.loc[marked["mark"] == "recommended", "track_id"]) == {it["track_id"] for it in current["items"]}
+    assert set(marked.loc[marked["mark"] == "recommended", "track_id"]) == {it["track_id"] for it in items_of(current)}
     assert set(marked.loc[marked["mark"] == "neighbour", "track_id"]) == {e["track_id"] for e in expected}
     assert (marked["mark"] == "taste").sum() <= 1
     heard = {e["track_id"] for e in db[env.coll_activity].find({"user_id": user})}

@@ -57,6 +57,19 @@ def test_a_find_by_id_uses_the_gin_index_on_a_new_collection(fresh, settings):
     assert fresh.find_one({"_id": "user-4321"})["n"] == 4321
 
 
+def test_documents_past_postgresqls_compression_threshold_are_stored_with_lz4(fresh, settings):
+    # FerretDB's connections take the database's default (stack/postgres.py); a replacement writes anew
+    fresh.replace_one({"_id": "user-7"}, {"n": -7, "pad": "y" * 3000})
+    plan = fresh.database.command("explain", {"find": fresh.name, "filter": {"_id": "user-7"}})
+    top = plan["queryPlanner"]["Plan"]
+    table = f'"{top["Schema"]}"."{top["Relation Name"]}"'
+    assert postgres.psql(settings, "SHOW default_toast_compression") == "lz4"
+    kinds = postgres.psql(settings, f"SELECT DISTINCT pg_column_compression(_jsonb) FROM {table} "
+                                    f"WHERE _jsonb->'_id' IN ('\"user-7\"', '\"user-8\"')").split()
+    assert kinds == ["lz4"], kinds
+    assert fresh.find_one({"_id": "user-7"})["n"] == -7
+
+
 def test_writers_and_a_reader_at_the_pool_limit_all_finish(mongo, settings):
     """2,000 upserts of existing documents from `store_writers` threads at once, each command as large as
     the limits allow (every statement holds a pool connection), plus a reader of single documents and

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks.synthetic import clustered, track_documents
+from common.reclist import items_of
 from jobs import events as ev
 from jobs import recommend_stream as rs
 from jobs import stream_sink as sk
@@ -108,21 +109,21 @@ def test_simulated_sessions_give_every_user_a_clean_document(spark, model, catal
     assert set(docs) == set(want) and len(want) >= 45
     for user, w in want.items():
         d = docs[user]
-        items = [it["track_id"] for it in d["items"]]
+        items = [it["track_id"] for it in items_of(d)]
         assert len(items) == len(set(items)) == base.top_k
         assert not set(items) & w["heard"], user            # nothing heard, skipped or disliked
         assert d["model_version"] == bundle.version and d["n_events"] == len(w["events"])
         last = max(w["events"], key=lambda e: e.event_time_ms)
         assert d["event_time_max"] == sk.utc_ms(last.event_time_ms).replace(tzinfo=None)
-        assert all(0 < it["score"] <= 1 and it["reason"] for it in d["items"])
-        scores = [it["score"] for it in d["items"]]
+        assert all(0 < it["score"] <= 1 and it["reason"] for it in items_of(d))
+        scores = [it["score"] for it in items_of(d)]
         assert scores == sorted(scores, reverse=True)
-        artists = [catalogue.artist[catalogue.row(it["track_id"])] for it in d["items"]]
+        artists = [catalogue.artist[catalogue.row(it["track_id"])] for it in items_of(d)]
         assert max(artists.count(a) for a in artists) <= base.max_per_artist
-    warm = [d for d in docs.values() if any(it.get("reason_track_id") for it in d["items"])]
+    warm = [d for d in docs.values() if any(it.get("reason_track_id") for it in items_of(d))]
     assert len(warm) >= 0.9 * len(docs)                 # LSH picks with a reason for nearly everyone
     for d in warm:
-        for it in d["items"]:
+        for it in items_of(d):
             if it.get("reason_track_id"):
                 assert it["reason_track_id"] in want[d["_id"]]["heard"]
 
@@ -158,7 +159,7 @@ def test_a_user_who_likes_one_genre_drifts_towards_it(spark, model, mongo, tmp_p
         return out
 
     def share(doc, g):
-        return sum(genre[it["track_id"]] == g for it in doc["items"]) / len(doc["items"])
+        return sum(genre[it["track_id"]] == g for it in items_of(doc)) / len(items_of(doc))
 
     query = rs.run(spark, s, bundle=bundle)
     try:
@@ -222,7 +223,7 @@ def test_bad_events_land_in_the_dead_letters_and_the_query_lives(spark, model, m
         assert abs(int(ts) - d["kafka_time"].replace(tzinfo=timezone.utc).timestamp() * 1000) < 2
     assert sum(d["raw"] is None for d in dead) == 1 and all(d["raw"] for d in dead if d["code"] != ev.MALFORMED)
     doc = mongo[s.coll_recommendations].find_one({"_id": "u-bad"})
-    assert doc["n_events"] == 1 and track not in [it["track_id"] for it in doc["items"]]
+    assert doc["n_events"] == 1 and track not in [it["track_id"] for it in items_of(doc)]
 
 
 def _batches(folder) -> set[int]:
@@ -321,7 +322,7 @@ def test_a_new_current_model_is_served_from_the_next_micro_batch(spark, model, m
     after = mongo[s.coll_recommendations].find_one({"_id": "after"})
     assert before["model_version"] == bundle.version and after["model_version"] == v2.version
     # the same listening under the two models: the lists differ, so the new vectors ranked it
-    assert [it["track_id"] for it in before["items"]] != [it["track_id"] for it in after["items"]]
+    assert [it["track_id"] for it in items_of(before)] != [it["track_id"] for it in items_of(after)]
     batches = sorted(mongo[s.coll_batches].find(), key=lambda b: b["_id"])
     versions = [b["model_version"] for b in batches]
     assert versions == sorted(versions, key=lambda v: v == v2.version) and versions[-1] == v2.version

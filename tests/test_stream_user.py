@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.reclist import items_of
 from jobs import events as ev
 from jobs import recommend_stream as rs
 from jobs import stream_sink as sk
@@ -276,9 +277,9 @@ def test_a_replayed_batch_writes_the_same_documents(served):
         assert docs1[u]["updated_at"] <= docs2[u]["updated_at"]
     d = docs1["u1"]
     heard = {json.loads(r.value)["track_id"] for r in records if json.loads(r.value)["user_id"] == "u1"}
-    assert len(d["items"]) == 5 and not heard & {it["track_id"] for it in d["items"]}
+    assert len(items_of(d)) == 5 and not heard & {it["track_id"] for it in items_of(d)}
     assert all(it["reason"] in (ranking.SIMILAR, ranking.TASTE, ranking.POPULAR, ranking.POPULAR_GENRE)
-               and set(it) <= {"track_id", "score", "reason", "reason_track_id", "genre"} for it in d["items"])
+               and set(it) <= {"track_id", "score", "reason", "reason_track_id", "genre"} for it in items_of(d))
     assert d["batch_id"] == 7 and d["model_version"] == "v-test" and d["n_events"] == 6
     assert d["offsets"] == {"topic": "t", "partition": 0, "offset": 10}
     assert d["event_time_max"] == datetime.fromtimestamp((T0 + 10_000) / 1000, tz=timezone.utc)

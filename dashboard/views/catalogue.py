@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from common import reclist
 from dashboard import data, projection, tables, ui
 
 MAP_POINTS = 5000  # tracks drawn on the map (a fixed random subset; marked tracks are always drawn)
@@ -62,9 +63,9 @@ def marks(user: str, focus: int | None) -> pd.DataFrame:
                                        "x": float(np.average(pos["x"], weights=pos["w"])),
                                        "y": float(np.average(pos["y"], weights=pos["w"])), "mark": "taste"}])
                 parts.append(taste)
-        doc = data.recommendation(user)
-        if doc and isinstance(doc.get("items"), list):
-            recs = tmap.points_of([it.get("track_id") for it in doc["items"] if isinstance(it, dict)])
+        recommended = reclist.track_ids(data.recommendation(user))
+        if recommended:
+            recs = tmap.points_of(recommended)
             if len(recs):
                 parts.append(recs.assign(mark="recommended"))
     if focus is not None:

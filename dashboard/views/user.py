@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
+from common import reclist
 from dashboard import data, listdiff, tables, ui
 from dashboard.timefmt import age_text, to_utc
 
@@ -47,7 +48,7 @@ def recommendations(user: str) -> None:
     if doc is None:
         st.info(f"No recommendations for {ui.escape_md(user)} yet.")
     else:
-        items = doc.get("items") if isinstance(doc.get("items"), list) else []
+        items = reclist.items_of(doc)
         updated = to_utc(doc.get("updated_at"))
         version = (doc.get("batch_id"), str(doc.get("updated_at")))
         previous = data.list_history().observe(str(user), version, items)
@@ -89,7 +90,7 @@ recommendations(user)
 # The player sits outside the refreshing fragment, so a refresh does not cut a clip short.
 st.subheader("Listen")
 doc = data.recommendation(user)
-items = doc.get("items") if doc and isinstance(doc.get("items"), list) else []
+items = reclist.items_of(doc)
 snap = data.track_map()
 playable = [(it.get("track_id"), path) for it in items if isinstance(it, dict)
             for path in [data.audio_file(it.get("track_id"), snap)] if path is not None]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from common.reclist import items_of
 from stack.browser import Browser
 from tests.pipeline import env_for
 
@@ -136,9 +137,9 @@ def test_recommendations_change_on_the_open_page_without_a_reload(served, filled
         def current() -> dict | None:
             # None between the job's delete and insert of a batch's documents (FerretDB, see common.store)
             doc = coll.find_one({"_id": USER})
-            return doc if doc and doc.get("items") else None
+            return doc if items_of(doc) else None
 
-        page.wait_for(lambda p: (d := current()) is not None and titles[d["items"][0]["track_id"]] in table_text(p), 180,
+        page.wait_for(lambda p: (d := current()) is not None and titles[items_of(d)[0]["track_id"]] in table_text(p), 180,
                       what="the first list")
         first = current()
         marker = uuid.uuid4().hex
@@ -156,7 +157,7 @@ def test_recommendations_change_on_the_open_page_without_a_reload(served, filled
             now = current()
             shown = table_text(page)
             if now is not None and now["batch_id"] != first["batch_id"] and shown and shown != shown_first and \
-                    all(titles[it["track_id"]] in shown for it in now["items"]) and "How the list changed since batch" in page.text():
+                    all(titles[it["track_id"]] in shown for it in items_of(now)) and "How the list changed since batch" in page.text():
                 break
             time.sleep(0.5)
         seconds = time.monotonic() - started

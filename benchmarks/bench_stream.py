@@ -359,14 +359,16 @@ def state_doc_format1(st, texts) -> dict:
                                             np.asarray(st.heard, np.int64).tobytes(), "\n".join(texts).encode()])}
 
 
-def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
+def write_cost(base: Settings, bundle, cat, users: int, rounds: int = 3) -> list[dict]:
     """Milliseconds per user of writing recommendation documents (upserts over `users` existing users,
     each written with the same shape before and changed since: another batch id and time, as the stream's
     next micro-batch writes it; the store skips a replacement that changes nothing, which measured 2.6-2.7x
     cheaper), from one writer and from two and four at once: the items
     with and without the titles copied in, as a list of sub-documents (before) and by field (common.reclist,
     now), and with the user's state as the stream stores it, after the simulated users' ~20 events and at
-    every cap of a long-lived listener (state format 1 against 2)."""
+    every cap of a long-lived listener (state format 1 against 2). The variants take turns for `rounds`
+    rounds and each figure is the median (on this machine one pass of a variant drifted by 20% between
+    runs, more than the differences between shapes)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import bson
@@ -392,7 +394,7 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
         "ids + state at every cap, format 1 (before)": (False, [state_doc_format1(st, t) for st, t in capped], False),
         "ids + state at every cap, format 2 (now)": (False, [rs.state_doc(st) for st, _ in capped], False),
     }
-    out = []
+    built = {}
     for what, (text, states, as_list) in variants.items():
         lists = [[sb.item_doc(it, cat, with_text=text) for it in its] for its in items]
         docs = [sk.recommendation_doc(u, li, model_version=bundle.version, event_time_max_ms=0, n_events=1,
@@ -403,21 +405,26 @@ def write_cost(base: Settings, bundle, cat, users: int) -> list[dict]:
             d["items"] = li     # the shape documents had before common.reclist
         for d, st in zip(docs, states or ()):
             d.update(state=st, applied={"query": "bench", "batch": 0, "events": 1})
-        size = float(np.mean([len(bson.encode(d)) for d in docs]))
-        db[s.coll_recommendations].drop()
-        sk.Sink(s, db).write_recommendations(docs)              # the users exist: the next writes replace
-        for writers in (1, 2, 4):
-            sinks = [sk.Sink(s, database(s, 30_000)) for _ in range(writers)]
-            now = sk.now_utc()
-            parts = [[dict(d, batch_id=writers, updated_at=now) for d in docs[i::writers]] for i in range(writers)]
-            t = time.perf_counter()
-            with ThreadPoolExecutor(writers) as pool:
-                list(pool.map(lambda a: a[0].write_recommendations(a[1]), zip(sinks, parts)))
-            ms = 1000 * (time.perf_counter() - t) / len(docs)
-            assert db[s.coll_recommendations].count_documents({"batch_id": writers}) == len(docs), "not replaced"
-            out.append({"items": what, "bytes": size, "writers": writers, "ms_per_user": ms})
+        built[what] = docs
+    times: dict = {}
+    for r in range(max(1, int(rounds))):
+        for what, docs in built.items():
+            db[s.coll_recommendations].drop()
+            sk.Sink(s, db).write_recommendations(docs)              # the users exist: the next writes replace
+            for writers in (1, 2, 4):
+                sinks = [sk.Sink(s, database(s, 30_000)) for _ in range(writers)]
+                now = sk.now_utc()
+                tag = 10 * r + writers
+                parts = [[dict(d, batch_id=tag, updated_at=now) for d in docs[i::writers]] for i in range(writers)]
+                t = time.perf_counter()
+                with ThreadPoolExecutor(writers) as pool:
+                    list(pool.map(lambda a: a[0].write_recommendations(a[1]), zip(sinks, parts)))
+                times.setdefault((what, writers), []).append(1000 * (time.perf_counter() - t) / len(docs))
+                assert db[s.coll_recommendations].count_documents({"batch_id": tag}) == len(docs), "not replaced"
     db[s.coll_recommendations].drop()
-    return out
+    return [{"items": what, "bytes": float(np.mean([len(bson.encode(d)) for d in docs])), "writers": w,
+             "ms_per_user": float(np.median(times[(what, w)])), "rounds": len(times[(what, w)])}
+            for what, docs in built.items() for w in (1, 2, 4)]
 
 
 # --- the table ------------------------------------------------------------------------------------------
@@ -455,6 +462,7 @@ def main(argv=None) -> int:
     p.add_argument("--sessions", type=int, default=2_000)
     p.add_argument("--rank-users", type=int, default=2000, help="users of the rank-cost table (0: none)")
     p.add_argument("--write-users", type=int, default=2000, help="users of the write-cost table (0: none)")
+    p.add_argument("--write-rounds", type=int, default=3, help="turns of every write-cost variant (medians)")
     p.add_argument("--warmup", type=float, default=10.0)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--drain", type=float, default=60.0, help="longest wait for the backlog to drain")
@@ -521,7 +529,7 @@ def main(argv=None) -> int:
                   f"{ranks[-1]['candidates']:.0f} candidates", flush=True)
     if args.write_users:
         name, s, bundle, cat = catalogues[0]
-        writes = write_cost(base, bundle, cat, args.write_users)
+        writes = write_cost(base, bundle, cat, args.write_users, args.write_rounds)
         for w in writes:
             print(f"  write: {w}", flush=True)
 
@@ -594,8 +602,8 @@ def main(argv=None) -> int:
                   f"{r['ms_per_user']:.3f} | {r['ms_per_user'] / small:.2f}x")
     if writes:
         print()
-        print(f"Write cost per user ({args.write_users} existing users' documents replaced; ratio against one writer "
-              f"with titles in the items)")
+        print(f"Write cost per user ({args.write_users} existing users' documents replaced; medians of "
+              f"{args.write_rounds} turns of every variant; ratio against one writer with titles in the items)")
         print("document | bytes per document | writers | ms per user | vs baseline")
         print("--- | --- | --- | --- | ---")
         b = writes[0]["ms_per_user"]

@@ -12,8 +12,9 @@ models (`_id` = version; plus one pointer doc `_id` = "current" with `version`):
     version, created_at, path, feature_version, catalogue_size, params: {...}, metrics: {...},
     tuning: {...}
 neighbours (`_id` = track_id): neighbours: [{track_id, distance}], model_version
-recommendations (`_id` = user_id): user_id, items: [{track_id, score, reason (common.catalogue: similar,
-    taste, popular_genre, popular), reason_track_id (similar), genre (popular_genre)}], model_version,
+recommendations (`_id` = user_id): user_id, items: the list [{track_id, score, reason (common.catalogue:
+    similar, taste, popular_genre, popular), reason_track_id (similar), genre (popular_genre)}] stored by
+    field, {track_id: [...], score: [...], ...} (common.reclist: pack, items_of), model_version,
     event_time_max, updated_at, batch_id, offsets, n_events, candidates; readers resolve titles from the
     catalogue (common.catalogue.Catalogue, reason_text).
 activity (`_id` = event_id): the validated events, newest first for the dashboard feed

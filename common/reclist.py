@@ -21,9 +21,13 @@ OPTIONAL = ("reason_track_id", "genre")
 
 def pack(items: Sequence[Mapping]) -> dict:
     """The stored form of `items` (a list of item dicts, best first)."""
-    cols = {f: [it.get(f) for it in items] for f in FIELDS}
-    for f in OPTIONAL:
-        values = [it.get(f) for it in items]
+    tid, score, reason, because, genre = [], [], [], [], []
+    for it in items:        # one pass: the stream packs every active user's list in every micro-batch
+        g = it.get
+        tid.append(g("track_id")), score.append(g("score")), reason.append(g("reason"))
+        because.append(g("reason_track_id")), genre.append(g("genre"))
+    cols = {"track_id": tid, "score": score, "reason": reason}
+    for f, values in zip(OPTIONAL, (because, genre)):
         if any(v is not None for v in values):
             cols[f] = values
     return cols

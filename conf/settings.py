@@ -187,6 +187,9 @@ class Settings(BaseSettings):
                                    "over them by a shuffle)")
     stream_state_cache_users: int = Field(50_000, description="users' states a stream worker keeps per partition "
                                           "between micro-batches (0: read every user from the store)")
+    stream_rank_chunk_users: int = Field(250, description="a stream task ranks its users this many at a time, "
+                                         "longest waiting first, and writes each chunk while it ranks the next "
+                                         "(0: all, then the writes)")
     stream_checkpoint_checksums: bool = Field(False, description="a stream checkpoint on a local disk keeps "
                                               "Hadoop's .crc file beside each offset and commit log file "
                                               "(false: 40-60 ms less per micro-batch here; other file systems "

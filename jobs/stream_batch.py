@@ -141,16 +141,18 @@ def parts(docs: list, writers: int, least: int = 20) -> list[list]:
 
 
 def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
-                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0) -> dict:
+                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0,
+                chunk_users: int = 0) -> dict:
     """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
 
-    The users' documents go in `writers` concurrent parts (threads; pymongo is thread-safe) beside the
-    dead letters and the activity feed, the users whose oldest event of the batch is oldest first;
-    `states` (user -> `state` and `applied`, from recommend_stream.apply_batch) are stored in them. An
-    event's latency ends when the store acknowledges the command holding its user's document (from then
+    The users whose oldest event of the batch is oldest go first: they are ranked `chunk_users` at a time
+    (0: all at once), and each chunk's documents go to the store in `writers` concurrent parts (threads;
+    pymongo is thread-safe) while the next chunk is ranked, beside the dead letters and the activity feed.
+    `states` (user -> `state` and `applied`, from recommend_stream.apply_batch) are stored in the documents.
+    An event's latency ends when the store acknowledges the command holding its user's document (from then
     on a reader sees the new list). `replayed_events`: events applied by an earlier attempt of this batch
-    (counted, not measured). (Ranking 200 users at a time while the chunks already ranked were written
-    measured no faster: the store's processes and the ranking share the same two cores.)"""
+    (counted, not measured). `rank_ms` is the time spent ranking and `write_ms` what the writes took past
+    the last chunk's ranking."""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = _ms()
@@ -162,17 +164,6 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     feed_events = pdf[pdf["kind"].isin(["event", "replayed"])]
     dead = pdf[pdf["kind"] == "dead"]
     cat = served.catalogue
-    items, n_cand = recommend(served, users, top_k, max_per_artist) if len(users) else ([], np.zeros(0))
-    updated_at = sk.now_utc()
-    docs = [sk.recommendation_doc(
-                u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,
-                event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
-                offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
-                batch_id=batch_id, updated_at=updated_at, candidates=int(c))
-            for u, its, c in zip(users.itertuples(index=False), items, n_cand)]
-    for d in docs if states is not None else ():
-        d.update(states[d["_id"]])
-    t_rank = _ms()
     at = sk.now_utc()
     dead_docs = [
         sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
@@ -191,9 +182,27 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     def write(part):
         sink.write_recommendations(part, on_written=lambda ids: written.update(dict.fromkeys(ids, _ms())))
 
+    step = len(users) if chunk_users <= 0 else int(chunk_users)
+    rank_ms, n_cand = 0, []
     with ThreadPoolExecutor(max(1, int(writers))) as pool:
-        pending = [pool.submit(write, p) for p in parts(docs, writers)]
-        pending += [pool.submit(sink.write_dead_letters, dead_docs), pool.submit(sink.write_activity, feed)]
+        pending = [pool.submit(sink.write_dead_letters, dead_docs), pool.submit(sink.write_activity, feed)]
+        for lo in range(0, len(users), max(1, step)):
+            t = _ms()
+            chunk = users.iloc[lo:lo + step]
+            items, cand = recommend(served, chunk, top_k, max_per_artist)
+            updated_at = sk.now_utc()
+            docs = [sk.recommendation_doc(
+                        u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,
+                        event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
+                        offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
+                        batch_id=batch_id, updated_at=updated_at, candidates=int(c))
+                    for u, its, c in zip(chunk.itertuples(index=False), items, cand)]
+            for d in docs if states is not None else ():
+                d.update(states[d["_id"]])
+            n_cand.append(np.asarray(cand))
+            rank_ms += _ms() - t
+            pending += [pool.submit(write, p) for p in parts(docs, writers)]
+        t_ranked = _ms()
         for f in pending:
             f.result()      # the first failed write raises (the pool has waited for the others)
     offsets = []
@@ -203,9 +212,10 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
                         "last": int(g["offset"].max())})
     end = _ms()
     done = events["user_id"].map(written).to_numpy(dtype=np.float64) if len(events) else np.zeros(0)
+    cands = np.concatenate(n_cand) if n_cand else np.zeros(0)
     return {"users": len(users), "events": len(events) + int(replayed_events), "dead": len(dead),
-            "candidates": int(np.sum(n_cand)), "read_ms": 0, "cached": 0, "rank_ms": t_rank - t0,
-            "write_ms": end - t_rank, "task_ms": end - t0,
+            "candidates": int(np.sum(cands)), "read_ms": 0, "cached": 0, "rank_ms": rank_ms,
+            "write_ms": end - t_ranked, "task_ms": end - t0,
             "latencies": (np.nan_to_num(done, nan=end) - events["event_time"].to_numpy(dtype=np.int64))
                          .astype(np.int64).tolist(),
             "offsets": json.dumps(offsets)}
@@ -338,7 +348,8 @@ def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_i
     t_apply = _ms()
     m = serve_frame(frame, served, sink, batch_id=batch_id, top_k=int(settings.top_k),
                     max_per_artist=int(settings.max_per_artist), feed_size=int(settings.activity_feed_size),
-                    writers=writers, states=states, replayed_events=replayed)
+                    writers=writers, states=states, replayed_events=replayed,
+                    chunk_users=int(settings.stream_rank_chunk_users))
     if cache is not None:
         cache.commit(key, batch_id, {**stored, **states})
     m["read_ms"] = t_read - t0

@@ -325,6 +325,45 @@ def test_the_longest_waiting_user_is_written_first_and_each_latency_ends_at_its_
     assert min(by_user["u1"]) - max(by_user["u2"]) >= 50       # u1's document was acknowledged a command later
 
 
+def test_a_chunk_of_users_is_written_while_the_next_is_ranked_and_the_documents_are_the_same(served, monkeypatch):
+    import threading
+    import time
+
+    records = [rec(event(i, 10 + i, "complete", user="u2" if i < 6 else "u1"), i, key="u2" if i < 6 else "u1")
+               for i in range(12)]
+    pdf = batch_frame(records)
+    whole = MemorySink()
+    sb.serve_frame(pdf, served, whole, batch_id=1, top_k=5, max_per_artist=2, feed_size=0)
+    log, lock = [], threading.Lock()
+
+    class SlowSink(MemorySink):
+        def write_recommendations(self, docs, on_written=None):
+            with lock:
+                log.append(("write", [d["_id"] for d in docs]))
+            time.sleep(0.3)
+            super().write_recommendations(docs, on_written)
+            with lock:
+                log.append(("written", [d["_id"] for d in docs]))
+
+    rank = sb.recommend
+
+    def logged(served_, users, *a):
+        with lock:
+            log.append(("rank", list(users["user_id"])))
+        return rank(served_, users, *a)
+
+    monkeypatch.setattr(sb, "recommend", logged)
+    chunked = SlowSink()
+    row = sb.serve_frame(pdf, served, chunked, batch_id=1, top_k=5, max_per_artist=2, feed_size=0, writers=2,
+                         chunk_users=1)
+    # u2 waited longest: ranked and sent first; u1 is ranked while u2's document is being written
+    assert log[:3] == [("rank", ["u2"]), ("write", ["u2"]), ("rank", ["u1"])] or \
+        log[:3] == [("rank", ["u2"]), ("rank", ["u1"]), ("write", ["u2"])]
+    assert log.index(("rank", ["u1"])) < log.index(("written", ["u2"]))
+    assert {u: sk.comparable(d) for u, d in chunked.recs.items()} == {u: sk.comparable(d) for u, d in whole.recs.items()}
+    assert row["users"] == 2 and len(row["latencies"]) == 12 and row["rank_ms"] >= 0 and row["write_ms"] >= 250
+
+
 def test_the_served_model_ships_as_one_file_named_by_its_content(served, tmp_path):
     back = sb.Served.read(served.save(tmp_path))
     assert back.version == "v-test" and back.name == served.name

@@ -10,6 +10,10 @@ import pytest
 
 from conf import Settings
 
+# pyspark.testing.assertDataFrameEqual imports pyspark.pandas, which warns unless this is set (it tells
+# pandas-on-Spark how pyarrow should treat timestamps; no test here depends on it either way).
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:

@@ -367,7 +367,7 @@ def write_cost(base: Settings, bundle, cat, users: int, rounds: int = 3) -> list
     with and without the titles copied in, as a list of sub-documents (before) and by field (common.reclist,
     now), and with the user's state as the stream stores it, after the simulated users' ~20 events and at
     every cap of a long-lived listener (state format 1 against 2). The variants take turns for `rounds`
-    rounds and each figure is the median (on this machine one pass of a variant drifted by 20% between
+    rounds, each round starting at the next variant, and each figure is the median (on this machine one pass of a variant drifted by 20% between
     runs, more than the differences between shapes)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -407,8 +407,10 @@ def write_cost(base: Settings, bundle, cat, users: int, rounds: int = 3) -> list
             d.update(state=st, applied={"query": "bench", "batch": 0, "events": 1})
         built[what] = docs
     times: dict = {}
+    order = list(built.items())
     for r in range(max(1, int(rounds))):
-        for what, docs in built.items():
+        k = r % len(order)      # each round starts at another variant, so a drift within a round hits them alike
+        for what, docs in order[k:] + order[:k]:
             db[s.coll_recommendations].drop()
             sk.Sink(s, db).write_recommendations(docs)              # the users exist: the next writes replace
             for writers in (1, 2, 4):
@@ -420,6 +422,8 @@ def write_cost(base: Settings, bundle, cat, users: int, rounds: int = 3) -> list
                 with ThreadPoolExecutor(writers) as pool:
                     list(pool.map(lambda a: a[0].write_recommendations(a[1]), zip(sinks, parts)))
                 times.setdefault((what, writers), []).append(1000 * (time.perf_counter() - t) / len(docs))
+                for sink in sinks:
+                    sink.db.client.close()
                 assert db[s.coll_recommendations].count_documents({"batch_id": tag}) == len(docs), "not replaced"
     db[s.coll_recommendations].drop()
     return [{"items": what, "bytes": float(np.mean([len(bson.encode(d)) for d in docs])), "writers": w,
@@ -603,7 +607,7 @@ def main(argv=None) -> int:
     if writes:
         print()
         print(f"Write cost per user ({args.write_users} existing users' documents replaced; medians of "
-              f"{args.write_rounds} turns of every variant; ratio against one writer with titles in the items)")
+              f"{max(1, args.write_rounds)} turns of every variant; ratio against one writer with titles in the items)")
         print("document | bytes per document | writers | ms per user | vs baseline")
         print("--- | --- | --- | --- | ---")
         b = writes[0]["ms_per_user"]

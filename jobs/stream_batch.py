@@ -151,8 +151,11 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     `states` (user -> `state` and `applied`, from recommend_stream.apply_batch) are stored in the documents.
     An event's latency ends when the store acknowledges the command holding its user's document (from then
     on a reader sees the new list). `replayed_events`: events applied by an earlier attempt of this batch
-    (counted, not measured). `rank_ms` is the time spent ranking and `write_ms` what the writes took past
-    the last chunk's ranking."""
+    (counted, not measured). The dead letters and the feed go after the first chunk's documents. A write
+    that fails stops the ranking at the next chunk and cancels the writes not yet started, so a store
+    outage fails the task in one timeout, not one per chunk. `rank_ms` is the time spent ranking (with
+    the sorting and the feed's documents before it) and `write_ms` what the writes took past the last
+    chunk's ranking."""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = _ms()
@@ -182,11 +185,16 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
     def write(part):
         sink.write_recommendations(part, on_written=lambda ids: written.update(dict.fromkeys(ids, _ms())))
 
-    step = len(users) if chunk_users <= 0 else int(chunk_users)
-    rank_ms, n_cand = 0, []
-    with ThreadPoolExecutor(max(1, int(writers))) as pool:
-        pending = [pool.submit(sink.write_dead_letters, dead_docs), pool.submit(sink.write_activity, feed)]
-        for lo in range(0, len(users), max(1, step)):
+    step = int(chunk_users) if int(chunk_users) > 0 else max(1, len(users))
+    rank_ms, n_cand = _ms() - t0, []
+    extras = [(sink.write_dead_letters, dead_docs), (sink.write_activity, feed)]
+    pending: list = []
+    pool = ThreadPoolExecutor(max(1, int(writers)))
+    try:
+        for lo in range(0, len(users), step):
+            for f in pending:
+                if f.done():
+                    f.result()      # a write failed: stop here, not after ranking the rest
             t = _ms()
             chunk = users.iloc[lo:lo + step]
             items, cand = recommend(served, chunk, top_k, max_per_artist)
@@ -202,9 +210,16 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
             n_cand.append(np.asarray(cand))
             rank_ms += _ms() - t
             pending += [pool.submit(write, p) for p in parts(docs, writers)]
+            pending += [pool.submit(fn, arg) for fn, arg in extras]
+            extras = []
+        pending += [pool.submit(fn, arg) for fn, arg in extras]
         t_ranked = _ms()
         for f in pending:
-            f.result()      # the first failed write raises (the pool has waited for the others)
+            f.result()      # the first failed write raises
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)   # the running writes end; the queued ones never start
+        raise
+    pool.shutdown(wait=True)
     offsets = []
     pos = pdf[["topic", "partition", "offset"]].dropna()
     for (topic, part), g in pos.groupby(["topic", "partition"], sort=True):

@@ -205,9 +205,9 @@ def served():
                      BandedIndex.build(vectors, ids, proj, 3.0, 4))
 
 
-def batch_frame(records):
+def batch_frame(records, users=("u1", "u2")):
     rows = []
-    for user in ("u1", "u2"):
+    for user in users:
         mine = [r for r in records if json.loads(r.value)["user_id"] == user]
         _, out = rs.process_user(user, mine, taste.UserState(), Catalogue.of_ids(range(10, 40), [30.0] * 30),
                                  RULES, LIMITS)
@@ -362,6 +362,56 @@ def test_a_chunk_of_users_is_written_while_the_next_is_ranked_and_the_documents_
     assert log.index(("rank", ["u1"])) < log.index(("written", ["u2"]))
     assert {u: sk.comparable(d) for u, d in chunked.recs.items()} == {u: sk.comparable(d) for u, d in whole.recs.items()}
     assert row["users"] == 2 and len(row["latencies"]) == 12 and row["rank_ms"] >= 0 and row["write_ms"] >= 250
+
+
+def test_a_failed_write_stops_the_ranking_and_the_queued_writes_and_the_feed_follows_the_first_users(
+        served, monkeypatch):
+    import threading
+    import time
+
+    users = [f"u{i}" for i in range(6)]
+    records = [rec(event(i, 10 + i, "complete", user=u), i, key=u) for i, u in enumerate(users)]
+    pdf = batch_frame(records, users)
+    calls, lock = [], threading.Lock()
+    rank = sb.recommend
+
+    def slow_rank(served_, chunk, *a):
+        calls.append(("rank", list(chunk["user_id"])))
+        time.sleep(0.1)
+        return rank(served_, chunk, *a)
+
+    class Down(MemorySink):
+        def write_recommendations(self, docs, on_written=None):
+            with lock:
+                calls.append(("write", [d["_id"] for d in docs]))
+            raise ConnectionError("store down")
+
+    class Logged(MemorySink):
+        def write_recommendations(self, docs, on_written=None):
+            with lock:
+                calls.append(("write", [d["_id"] for d in docs]))
+            super().write_recommendations(docs, on_written)
+
+        def write_activity(self, docs):
+            with lock:
+                calls.append(("feed", len(docs)))
+            super().write_activity(docs)
+
+    monkeypatch.setattr(sb, "recommend", slow_rank)
+    with pytest.raises(ConnectionError):
+        sb.serve_frame(pdf, served, Down(), batch_id=1, top_k=5, max_per_artist=2, feed_size=10, writers=1,
+                       chunk_users=1)
+    ranked = [c for c in calls if c[0] == "rank"]
+    assert ranked[0] == ("rank", ["u0"]) and len(ranked) <= 3        # not all six chunks ranked after u0's failed
+    assert sum(c[0] == "write" for c in calls) <= 2
+
+    calls.clear()
+    sink = Logged()
+    sb.serve_frame(pdf, served, sink, batch_id=1, top_k=5, max_per_artist=2, feed_size=10, writers=1,
+                   chunk_users=2)
+    writes = [c for c in calls if c[0] != "rank"]
+    assert writes[0] == ("write", ["u0", "u1"]) and writes[1] == ("feed", 6)   # the oldest users' documents first
+    assert set(sink.recs) == set(users) and len(sink.feed) == 6
 
 
 def test_the_served_model_ships_as_one_file_named_by_its_content(served, tmp_path):

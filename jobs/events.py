@@ -298,7 +298,7 @@ def cut(value: bytes | bytearray | memoryview | None, limit: int) -> tuple[bytes
     if len(value) <= limit:
         return value, len(value)
     end = limit
-    while end > 0 and limit - end < 4 and (value[end] & 0xC0) == 0x80:   # a continuation byte: back off
+    while end > limit - 3 and end > 0 and (value[end] & 0xC0) == 0x80:   # a continuation byte: back off, at most 3
         end -= 1
     return value[:end], len(value)
 

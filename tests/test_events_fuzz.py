@@ -129,6 +129,7 @@ def test_oversized_values_are_too_large_and_leave_the_operator_cut(size, ch):
 
 @FUZZ
 @given(st.binary(max_size=64), st.integers(min_value=0, max_value=70))
+@example(b"\x00\x00\x80\x80\x80\x80", 5)   # four stray continuation bytes: a character has at most three
 def test_cut_keeps_a_prefix_within_the_limit_on_a_character_boundary(value, limit):
     kept, size = ev.cut(value, limit)
     assert size == len(value) and len(kept) <= limit and value.startswith(kept)

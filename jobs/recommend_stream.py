@@ -124,9 +124,9 @@ def state_from_doc(d: dict | None) -> taste.UserState:
         text = data[at:].decode("utf-8")
         keys = tuple(taste.event_key(e) for e in text.split("\n")) if text else ()
     else:
-        keys = tuple(int(x) for x in take(np.int64, int(head[6])))
-    return taste.UserState(tuple(int(x) for x in ids), tuple(float(x) for x in pos), tuple(float(x) for x in neg),
-                           tuple(int(x) for x in heard), keys, n_events, last, part, off)
+        keys = tuple(take(np.int64, int(head[6])).tolist())
+    return taste.UserState(tuple(ids.tolist()), tuple(pos.tolist()), tuple(neg.tolist()), tuple(heard.tolist()), keys,
+                           n_events, last, part, off)
 
 
 def already_applied(applied: dict | None, query_id: str, batch_id: int) -> bool:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from markdown_it import MarkdownIt
 from pymongo.uri_parser import parse_uri
 
@@ -37,7 +37,7 @@ def test_a_password_with_at_colon_slash_percent_round_trips_through_the_uri():
     assert parse_uri(user.mongo_uri_with_secret)["username"] == "b@b:/"
 
 
-@hsettings(max_examples=200, deadline=None)
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=30))
 def test_any_password_round_trips(password):
     s = Settings(mongo_uri="mongodb://u@h:1/", mongo_password=password)
@@ -143,7 +143,7 @@ def test_ids_written_as_markdown_render_literally(text):
     assert _rendered_text(f"model {code(text)} ok") == f"model {text} ok"     # the code-span form too
 
 
-@hsettings(max_examples=300, deadline=None)
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=40))
 def test_any_text_renders_literally(text):
     from dashboard.ui import code, escape_md

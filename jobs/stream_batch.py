@@ -210,7 +210,8 @@ def serve_chunks(chunks, served: Served, sink, *, batch_id: int, top_k: int, max
         for frame, states, n_replayed in chunks:
             replayed += int(n_replayed)
             users = _by_oldest_event(frame)
-            items, cand = recommend(served, users, top_k, max_per_artist)
+            # a chunk may hold no user to rank (all its records rejected, or duplicates of applied events)
+            items, cand = recommend(served, users, top_k, max_per_artist) if len(users) else ([], [])
             updated_at = sk.now_utc()
             docs = [sk.recommendation_doc(
                         u.user_id, [item_doc(it, cat) for it in its], model_version=served.version,

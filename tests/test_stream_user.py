@@ -458,6 +458,20 @@ def test_a_task_parses_a_chunk_of_users_only_once_the_chunk_before_is_being_writ
     assert json.loads(m["offsets"]) == [{"topic": "t", "partition": 0, "first": 0, "last": 9}]
 
 
+def test_a_chunk_whose_records_are_all_rejected_writes_its_dead_letters_and_ranks_nobody(served):
+    records = [rec(b"{x", 1, key="u1"), rec(event(2, 99, user="u2"), 2, key="u2"),   # malformed; unknown track
+               rec(event(3, 11, user="u3"), 3, key="u3")]
+    pdf = pd.DataFrame([{"user_key": u, **vars(r)} for u, r in zip(["u1", "u2", "u3"], records)])
+    settings = Settings(stream_rank_chunk_users=1, activity_feed_size=10)
+    cache = sb.StateCache(100)
+    cache.lookup(("q", settings.stream_partitions), 0, [], lambda limit: {})
+    cache.commit(("q", settings.stream_partitions), 0, {})
+    sink = MemorySink()
+    sink.db = {settings.coll_recommendations: None}
+    m = sb.serve_records(pdf, served, sink, settings, query_id="q", batch_id=1, cache=cache)
+    assert (m["users"], m["events"], m["dead"]) == (1, 1, 2) and set(sink.recs) == {"u3"} and len(sink.dead) == 2
+
+
 def test_the_served_model_ships_as_one_file_named_by_its_content(served, tmp_path):
     back = sb.Served.read(served.save(tmp_path))
     assert back.version == "v-test" and back.name == served.name

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from bson import Int64, ObjectId
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import OperationFailure, WriteError
 
 from common import store
@@ -171,9 +171,13 @@ def test_replacements_by_id_get_mongodbs_answers(mongo):
     # one new `_id` among existing ones: statement by statement, each with its own answer
     res = coll.bulk_write([ReplaceOne({"_id": "b"}, {"x": 2}, upsert=True), ReplaceOne({"_id": "c"}, {"x": 30}, upsert=True),
                            ReplaceOne({"_id": "a"}, {"x": 12}, upsert=True)], ordered=False)
-    assert (res.upserted_count, res.matched_count, res.upserted_ids) == (1, 2, {0: "c"})    # FerretDB numbers upserts
+    assert (res.upserted_count, res.matched_count, res.upserted_ids) == (1, 2, {1: "c"})    # the statement's index
     assert [(d["_id"], d["x"]) for d in coll.find().sort("_id", 1)] == [("a", 12), ("b", 2), ("c", 30)]
-    coll.delete_one({"_id": "c"})
+    res = coll.bulk_write([UpdateOne({"_id": "a"}, {"$set": {"z": 1}}, upsert=True),      # FerretDB's own path too
+                           UpdateOne({"_id": "d"}, {"$set": {"z": 2}}, upsert=True)], ordered=False)
+    assert (res.upserted_count, res.upserted_ids) == (1, {1: "d"})
+    coll.delete_many({"_id": {"$in": ["c", "d"]}})
+    coll.update_one({"_id": "a"}, {"$unset": {"z": ""}})
     # a NUL in one document of the command: the others are not replaced in one transaction, the command fails
     with pytest.raises(OperationFailure):
         coll.bulk_write([ReplaceOne({"_id": "a"}, {"x": 13}, upsert=True), ReplaceOne({"_id": "b"}, {"x": "nul\x00"}, upsert=True)],

@@ -2,11 +2,12 @@
 
 - On the executors, `ServePartition` (a `mapInPandas` over the batch's records repartitioned by user,
   one task per partition): the partition's users' stored documents (their state; one `find_one` by
-  `_id` each, a few at once: the local store pushes down `_id` equality but not `$in`), their records
-  parsed and applied (recommend_stream.apply_batch), taste vectors, LSH candidates and ranking, then the
-  writes with pymongo: one document per changed user (an upsert by user id carrying the list and the
-  state), the partition's dead letters and activity-feed events (inserts by id). It returns one small
-  metrics row.
+  `_id` each, a few at once: the local store pushes down `_id` equality but not `$in`); then chunk by
+  chunk, the users whose first record reached Kafka first before the others: their records parsed and
+  applied (recommend_stream.apply_batch), taste vectors, LSH candidates and ranking, and the writes with
+  pymongo while the next chunk is made: one document per changed user (an upsert by user id carrying the
+  list and the state); after the last chunk, the partition's dead letters and activity-feed events
+  (inserts by id). It returns one small metrics row.
 - On the driver, `BatchCoordinator` (the foreachBatch function): picks the model to serve (a model that
   became current while the query runs is served from the next micro-batch on), starts the tasks,
   merges their metrics rows into the batch's `stream_batches` document; a driver thread trims the feed and

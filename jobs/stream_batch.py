@@ -150,6 +150,13 @@ def _by_oldest_event(pdf):
                                   users["user_id"].map(oldest).fillna(np.inf).to_numpy(dtype=np.float64)))]
 
 
+def chunk_ranges(n: int, chunk_users: int) -> list[tuple[int, int]]:
+    """[lo, hi) of a task's chunks of `n` users, `chunk_users` each (0: all at once); one, empty, for none
+    (the records of no user still go through it)."""
+    step = int(chunk_users) if int(chunk_users) > 0 else max(1, n)
+    return [(lo, min(n, lo + step)) for lo in range(0, max(1, n), step)]
+
+
 def frame_chunks(pdf, chunk_users: int = 0):
     """A partition's whole frame (`recommend_stream.OUT_SCHEMA` rows) as `serve_chunks` takes it: the users
     whose oldest event is oldest first, `chunk_users` at a time (0: all at once), each chunk with its users'
@@ -157,11 +164,10 @@ def frame_chunks(pdf, chunk_users: int = 0):
     import pandas as pd
 
     users = _by_oldest_event(pdf)
-    step = int(chunk_users) if int(chunk_users) > 0 else max(1, len(users))
     others = pdf[~pdf["kind"].isin(["user", "event"])]
     events = pdf[pdf["kind"] == "event"]
-    for lo in range(0, max(1, len(users)), step):
-        chunk = users.iloc[lo:lo + step]
+    for lo, hi in chunk_ranges(len(users), chunk_users):
+        chunk = users.iloc[lo:hi]
         rows = [others] if lo == 0 else []
         yield pd.concat(rows + [chunk, events[events["user_id"].isin(chunk["user_id"])]], ignore_index=True)
 
@@ -407,13 +413,12 @@ def serve_records(pdf, served: Served, sink, settings, *, query_id: str, batch_i
     t_read = _ms()
     rules, limits = taste.Rules.from_settings(settings), ev.Limits.from_settings(settings)
     states: dict = {}
-    step = max(1, int(settings.stream_rank_chunk_users) or len(users))
 
     def chunks():
-        """The users who waited longest first, `step` at a time (the records of no user with the first):
+        """The users who waited longest first, in `chunk_ranges` (the records of no user with the first):
         their records parsed and applied only when the chunk is due."""
-        for lo in range(0, max(1, len(users)), step):
-            mine = users[lo:lo + step] + ([""] if lo == 0 and "" in by_user else [])
+        for lo, hi in chunk_ranges(len(users), settings.stream_rank_chunk_users):
+            mine = users[lo:hi] + ([""] if lo == 0 and "" in by_user else [])
             out, changed, replayed = rs.apply_batch({u: by_user[u] for u in mine}, stored, served.catalogue, rules,
                                                     limits, query_id=query_id, batch_id=batch_id)
             states.update(changed)
